@@ -1,0 +1,88 @@
+# agent-runner: a Temporal worker for AI-agent runs. Build with BuildKit (buildx, or DOCKER_BUILDKIT=1).
+# Stages: poetry -> deps (venv from poetry.lock) -> venv (stripped, compiled) -> runtime (no build tools).
+ARG BASE_IMAGE=python:3.11-slim
+
+# ---- poetry: the dependency manager, in its own venv; it never reaches the runtime stage.
+FROM ${BASE_IMAGE} AS poetry
+ARG POETRY_VERSION=2.5.1
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
+# The optional "ca" secret is a CA bundle for builds behind a TLS-intercepting proxy. As a
+# secret mount it is in no layer and not in `docker history`.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=secret,id=ca,target=/run/secrets/ca \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+    && python -m venv /opt/poetry \
+    && /opt/poetry/bin/pip install --quiet "poetry==${POETRY_VERSION}"
+
+# ---- deps: /opt/venv from poetry.lock (hashes checked). Dependencies only: a source edit reuses it.
+FROM poetry AS deps
+ENV POETRY_NO_INTERACTION=1 POETRY_CACHE_DIR=/root/.cache/pypoetry
+WORKDIR /src
+COPY pyproject.toml poetry.lock ./
+# Removed after install, never used at run time: the SDK's bundled Rust sources, its
+# optional integrations (contrib) and every type stub.
+RUN --mount=type=cache,target=/root/.cache/pypoetry \
+    --mount=type=secret,id=ca,target=/run/secrets/ca \
+    if [ -s /run/secrets/ca ]; then export REQUESTS_CA_BUNDLE=/run/secrets/ca; fi \
+    && python -m venv --without-pip /opt/venv \
+    && VIRTUAL_ENV=/opt/venv /opt/poetry/bin/poetry install --only main --no-root --no-ansi \
+    && sdk=/opt/venv/lib/python3.11/site-packages/temporalio \
+    && rm -rf "$sdk"/bridge/sdk-core "$sdk"/bridge/src "$sdk"/bridge/Cargo.* "$sdk"/contrib \
+    && find /opt/venv -name '*.pyi' -delete
+
+# ---- binutils: only for `strip`; built in parallel with deps.
+FROM ${BASE_IMAGE} AS binutils
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends binutils \
+    && rm -rf /var/lib/apt/lists/*
+
+# ---- venv: the finished venv: native libraries stripped of debug symbols, bytecode compiled.
+FROM binutils AS venv
+COPY --from=deps /opt/venv /opt/venv
+RUN find /opt/venv -name '*.so' -exec strip --strip-unneeded {} + \
+    && python -m compileall -q -j 0 /opt/venv/lib
+
+# ---- runtime: the base image, the venv, the code, an unprivileged user. No compilers, no Poetry, no caches.
+FROM ${BASE_IMAGE} AS runtime
+# UID/GID 1000 by number, so Kubernetes' runAsNonRoot can verify it. /workspace is owned by
+# stigmer and group 0 and group-writable, so an arbitrary UID in group 0 (OpenShift) can write too.
+RUN groupadd --gid 1000 stigmer \
+    && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/stigmer --shell /usr/sbin/nologin stigmer \
+    && install -d -o 1000 -g 0 -m 0775 /workspace
+
+# Code and venv stay root-owned: the worker can run them but not change them.
+COPY --from=venv --chown=root:root /opt/venv /opt/venv
+COPY --chown=root:root healthcheck.py /app/
+COPY --chown=root:root agent_runner/ /app/agent_runner/
+
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/app \
+    PYTHONUNBUFFERED=1 \
+    STIGMER_WORKSPACE_ROOT=/workspace
+WORKDIR /app
+# Bytecode for the code and for the standard-library modules it imports: the base image
+# ships none, and user 1000 could not write it, so every start and every probe would
+# compile them again. Importing the entry points once writes exactly what is used.
+RUN python -m compileall -q /app \
+    && python -c "import agent_runner.__main__, agent_runner.worker, agent_runner.health, healthcheck"
+ENV PYTHONDONTWRITEBYTECODE=1
+VOLUME ["/workspace"]
+USER 1000:1000
+
+# Proves this worker is connected and polling its task queue (see agent_runner/health.py).
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
+    CMD ["python", "/app/healthcheck.py"]
+CMD ["python", "-m", "agent_runner"]
+
+# Last, so that a new version or revision changes no layer above.
+ARG VERSION=dev-local
+ARG REVISION=unknown
+ARG CREATED=1970-01-01T00:00:00Z
+LABEL org.opencontainers.image.title="agent-runner" \
+      org.opencontainers.image.description="Temporal worker that executes AI-agent runs in a /workspace volume" \
+      org.opencontainers.image.source="https://github.com/stigmer/agent-runner" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}"

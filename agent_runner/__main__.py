@@ -1,0 +1,54 @@
+"""Entry point: `python -m agent_runner`. Exit codes: 0 stopped cleanly, 1 failed, 2 bad configuration."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+
+from agent_runner.config import ConfigError, Settings, load_settings
+
+
+def check_writable(settings: Settings) -> None:
+    """Fail at start-up, not halfway through a run, when the worker cannot write where it must."""
+    root = settings.workspace_root
+    if not root.is_dir():
+        raise ConfigError(f"STIGMER_WORKSPACE_ROOT: expected an existing directory, got {str(root)!r}")
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"STIGMER_WORKSPACE_ROOT: {root} is not writable by uid {os.getuid()} gid {os.getgid()}; "
+            f"make the mounted directory writable by that user or group (see docs/docker.md, Volumes)"
+        )
+    folder = settings.health_file.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"STIGMER_HEALTH_FILE: directory {folder} is not writable; "
+            f"with --read-only, mount a tmpfs there (e.g. --tmpfs /tmp)"
+        )
+
+
+def main() -> int:
+    try:
+        settings = load_settings()
+        check_writable(settings)
+    except ConfigError as err:
+        print(f"agent-runner: configuration error: {err}", file=sys.stderr)
+        return 2
+    from agent_runner.logs import configure_logging
+    from agent_runner.worker import run
+
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        return asyncio.run(run(settings))
+    except Exception:
+        logging.getLogger("agent_runner").exception("worker failed")
+        return 1
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: the Temporal SDK's native threads can crash it (sdk-python#300).
+    os._exit(code)

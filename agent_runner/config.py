@@ -1,0 +1,189 @@
+"""Configuration: read once from the environment into one typed, validated object.
+
+Temporal connection settings (address, namespace, API key, TLS, gRPC metadata, profiles)
+come from the Temporal SDK's own environment configuration, so the variables are the
+same ones the `temporal` CLI and every other SDK understand. The rest are STIGMER_*.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_ADDRESS = "localhost:7233"
+DEFAULT_NAMESPACE = "default"
+DEFAULT_TASK_QUEUE = "agent_execution_runner"
+# /tmp is private to a container (a tmpfs with --read-only). Several workers on one host
+# outside containers each need their own STIGMER_HEALTH_FILE.
+DEFAULT_HEALTH_FILE = "/tmp/agent-runner-health.json"  # noqa: S108
+
+# Task-queue variables, highest precedence first. The last two are the names an
+# existing deployment of this service already sets.
+TASK_QUEUE_VARS = ("TEMPORAL_TASK_QUEUE", "TEMPORAL_AGENT_EXECUTION_RUNNER_TASK_QUEUE", "TASK_QUEUE")
+# Checked here so that a typo names its variable; the SDK's own message does not.
+TLS_FILE_VARS = ("TEMPORAL_TLS_CLIENT_CERT_PATH", "TEMPORAL_TLS_CLIENT_KEY_PATH", "TEMPORAL_TLS_SERVER_CA_CERT_PATH")
+BOOLEAN_VARS = ("TEMPORAL_TLS", "TEMPORAL_TLS_DISABLE_HOST_VERIFICATION")
+BOOLEAN_VALUES = ("true", "false", "1", "0")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased as one line naming the variable and what is expected."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Keyword arguments for temporalio.client.Client.connect. Kept out of repr: it may hold the API key.
+    connect: Mapping[str, Any] = field(repr=False)
+    task_queue: str
+    max_concurrent_activities: int
+    drain_timeout: float
+    workspace_root: Path
+    health_file: Path
+    identity: str | None
+    log_level: str
+    log_format: str
+    notes: tuple[str, ...] = ()  # precedence decisions worth one log line at start-up
+
+    @property
+    def address(self) -> str:
+        return str(self.connect["target_host"])
+
+    @property
+    def namespace(self) -> str:
+        return str(self.connect.get("namespace", DEFAULT_NAMESPACE))
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    notes: list[str] = []
+    task_queue = _task_queue(env, notes)
+    return Settings(
+        connect=_temporal_connect_config(env, notes),
+        task_queue=task_queue,
+        max_concurrent_activities=_int(env, "STIGMER_MAX_CONCURRENT_ACTIVITIES", 10, minimum=1),
+        drain_timeout=_seconds(env, "STIGMER_DRAIN_TIMEOUT", 8.0),
+        workspace_root=_path(env, "STIGMER_WORKSPACE_ROOT", "/workspace"),
+        health_file=_path(env, "STIGMER_HEALTH_FILE", DEFAULT_HEALTH_FILE),
+        identity=_optional(env, "STIGMER_WORKER_IDENTITY"),
+        log_level=_choice(env, "STIGMER_LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
+        log_format=_choice(env, "STIGMER_LOG_FORMAT", "text", LOG_FORMATS),
+        notes=tuple(notes),
+    )
+
+
+def _temporal_connect_config(env: dict[str, str], notes: list[str]) -> dict[str, Any]:
+    # Imported here so that `--help`-style paths and unit tests of the other fields stay light.
+    from temporalio.envconfig import ClientConfigProfile
+
+    for name in TLS_FILE_VARS:
+        _optional_path(env, name)
+    for name in BOOLEAN_VARS:
+        if name in env and env[name].strip().lower() not in BOOLEAN_VALUES:
+            raise ConfigError(f"{name}: expected true or false, got {env[name]!r}")
+    legacy = _optional(env, "TEMPORAL_SERVICE_ADDRESS")
+    if legacy and _optional(env, "TEMPORAL_ADDRESS"):
+        notes.append("TEMPORAL_ADDRESS is set, so TEMPORAL_SERVICE_ADDRESS is ignored")
+    elif legacy:
+        env["TEMPORAL_ADDRESS"] = legacy
+    try:
+        profile = ClientConfigProfile.load(
+            profile=_optional(env, "TEMPORAL_PROFILE"),
+            config_source=_optional_path(env, "TEMPORAL_CONFIG_FILE"),
+            override_env_vars=env,
+        )
+        connect: dict[str, Any] = dict(profile.to_client_connect_config())
+    except ConfigError:
+        raise
+    except Exception as err:  # the SDK raises plain RuntimeError/ValueError for bad input
+        raise ConfigError(f"Temporal client configuration (TEMPORAL_*): {_first_line(err)}") from None
+    connect.setdefault("target_host", DEFAULT_ADDRESS)
+    connect.setdefault("namespace", DEFAULT_NAMESPACE)
+    _check_address(str(connect["target_host"]))
+    if not str(connect["namespace"]).strip():
+        raise ConfigError("TEMPORAL_NAMESPACE: expected a namespace name, got an empty value")
+    return connect
+
+
+def _check_address(address: str) -> None:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"TEMPORAL_ADDRESS: expected host:port (e.g. {DEFAULT_ADDRESS}), got {address!r}")
+
+
+def _task_queue(env: Mapping[str, str], notes: list[str]) -> str:
+    present = [name for name in TASK_QUEUE_VARS if name in env]
+    for name in present:
+        if not env[name].strip():
+            raise ConfigError(f"{name}: expected a task queue name, got an empty value")
+    if not present:
+        return DEFAULT_TASK_QUEUE
+    winner = present[0]
+    if len(present) > 1:
+        notes.append(f"task queue taken from {winner}; also set and ignored: {', '.join(present[1:])}")
+    return env[winner].strip()
+
+
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _optional_path(env: Mapping[str, str], name: str) -> Path | None:
+    value = _optional(env, name)
+    if value is None:
+        return None
+    path = Path(value)
+    if not path.is_file():
+        raise ConfigError(f"{name}: expected a readable file, got {value!r} (not found)")
+    return path
+
+
+def _path(env: Mapping[str, str], name: str, default: str) -> Path:
+    value = env.get(name, default).strip()
+    if not value.startswith("/"):
+        raise ConfigError(f"{name}: expected an absolute path, got {value!r}")
+    return Path(value)
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise ConfigError(f"{name}: expected a whole number >= {minimum}, got {raw!r}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        raise ConfigError(f"{name}: expected seconds between 0 and 3600, got {raw!r}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...], *, upper: bool = False) -> str:
+    raw = env.get(name, "").strip() or default
+    value = raw.upper() if upper else raw.lower()
+    if value not in choices:
+        raise ConfigError(f"{name}: expected one of {', '.join(choices)}, got {raw!r}")
+    return value
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else type(err).__name__

@@ -1,0 +1,135 @@
+"""The worker process: connect (with retries), poll the task queue, drain on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import socket
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from agent_runner.activities import WorkspaceActivities
+from agent_runner.config import Settings
+from agent_runner.health import BEAT_INTERVAL, HeartbeatFile
+from agent_runner.workflows import AgentExecutionWorkflow
+
+log = logging.getLogger("agent_runner")
+
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 30.0
+
+
+def new_identity() -> str:
+    # With --network host every container shares the host name and the worker is PID 1,
+    # so the SDK's default "PID@host" is not unique: add a random part.
+    return f"agent-runner/{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
+
+
+async def run(settings: Settings) -> int:
+    """Run until asked to stop. Returns the process exit code."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _on_signal, sig, stop)
+
+    identity = settings.identity or new_identity()
+    beat = HeartbeatFile(settings.health_file, identity, settings.task_queue)
+    beat.write()
+    beating = asyncio.create_task(_beat_forever(beat))
+    log.info(
+        "worker %s starting: Temporal %s, namespace %s, task queue %s",
+        identity,
+        settings.address,
+        settings.namespace,
+        settings.task_queue,
+    )
+    for note in settings.notes:
+        log.warning("%s", note)
+    try:
+        await _serve(settings, identity, beat, stop)
+    finally:
+        beating.cancel()
+        beat.remove()
+    log.info("worker %s stopped", identity)
+    return 0
+
+
+def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:
+    log.info("received %s: stopping polling and draining running work", sig.name)
+    stop.set()
+
+
+async def _beat_forever(beat: HeartbeatFile) -> None:
+    while True:
+        try:
+            beat.write()
+        except OSError as err:  # a full or read-only disk must not kill the worker; health will say so
+            log.error("cannot write heartbeat file %s: %s", beat.path, err)
+        await asyncio.sleep(BEAT_INTERVAL)
+
+
+async def _serve(settings: Settings, identity: str, beat: HeartbeatFile, stop: asyncio.Event) -> None:
+    """Connect, poll, and after a fatal worker error connect again, until stop is set."""
+    delay = BACKOFF_FIRST
+    attempt = 0
+    while not stop.is_set():
+        attempt += 1
+        beat.set_state("connecting")
+        try:
+            client = await Client.connect(**settings.connect, identity=identity)
+        except Exception as err:
+            log.warning(
+                "Temporal at %s not reachable (attempt %d): %s; retrying in %.0fs",
+                settings.address,
+                attempt,
+                _first_line(err),
+                delay,
+            )
+            await _sleep_unless(stop, delay)
+            delay = min(delay * 2, BACKOFF_MAX)
+            continue
+        delay, attempt = BACKOFF_FIRST, 0
+        worker = _make_worker(settings, client, identity)
+        beat.set_state("polling")
+        log.info("connected; polling task queue %s", settings.task_queue)
+        running = asyncio.create_task(worker.run())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            await worker.shutdown()  # stops polling, waits for running activities up to the drain timeout
+            with contextlib.suppress(Exception):
+                await running
+            return
+        stopping.cancel()
+        error = running.exception()
+        log.error("worker stopped unexpectedly: %s; reconnecting in %.0fs", _first_line(error), delay)
+        await _sleep_unless(stop, delay)
+
+
+def _make_worker(settings: Settings, client: Client, identity: str) -> Worker:
+    activities = WorkspaceActivities(settings.workspace_root)
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=[AgentExecutionWorkflow],
+        activities=[activities.execute_agent],
+        identity=identity,
+        max_concurrent_activities=settings.max_concurrent_activities,
+        graceful_shutdown_timeout=timedelta(seconds=settings.drain_timeout),
+    )
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+def _first_line(err: BaseException | None) -> str:
+    lines = str(err).strip().splitlines() if err else []
+    return lines[0][:200] if lines else type(err).__name__

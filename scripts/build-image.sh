@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Build the agent-runner image with BuildKit, using whichever builder the engine has:
+# Docker with buildx, Docker's built-in BuildKit (DOCKER_BUILDKIT=1), or Podman.
+#
+# Environment (the Makefile sets these): DOCKER, IMAGE, VERSION, BASE_IMAGE, CA_BUNDLE,
+# REVISION, SOURCE_DATE_EPOCH, EXTRA_BUILD_ARGS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+docker=${DOCKER:-docker}
+image=${IMAGE:-ghcr.io/stigmer/agent-runner}
+version=${VERSION:-dev-local}
+base=${BASE_IMAGE:-python:3.11-slim}
+revision=${REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
+epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
+created=$(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || date -u -r "$epoch" +%Y-%m-%dT%H:%M:%SZ)
+
+engine_name=$("$docker" --version 2>/dev/null | awk '{print tolower($1)}')
+if ! "$docker" info >/dev/null 2>&1; then
+  echo "build-image: no container engine answers to '$docker info'; start Docker or Podman, or set CONTAINER_RUNTIME/DOCKER" >&2
+  exit 1
+fi
+
+# The base image: pull it, or build the offline stand-in where no registry can be reached.
+if ! "$docker" image inspect "$base" >/dev/null 2>&1; then
+  echo "build-image: base image $base not present; pulling it"
+  if ! timeout 60 "$docker" pull "$base" >/dev/null 2>&1; then
+    if [ "$base" != "python:3.11-slim" ]; then
+      echo "build-image: cannot pull $base; pull it yourself or leave BASE_IMAGE at python:3.11-slim" >&2
+      exit 1
+    fi
+    echo "build-image: no registry reachable; building an offline stand-in for $base from Debian packages (make base-image)"
+    DOCKER="$docker" scripts/base-image.sh "$base"
+  fi
+fi
+
+args=(--tag "$image:$version"
+      --build-arg "BASE_IMAGE=$base"
+      --build-arg "VERSION=$version"
+      --build-arg "REVISION=$revision"
+      --build-arg "CREATED=$created")
+if [ -n "${CA_BUNDLE:-}" ]; then
+  [ -s "$CA_BUNDLE" ] || { echo "build-image: CA_BUNDLE=$CA_BUNDLE is not a readable file" >&2; exit 1; }
+  args+=(--secret "id=ca,src=$CA_BUNDLE")
+fi
+# shellcheck disable=SC2206 # EXTRA_BUILD_ARGS is a list of words on purpose
+args+=(${EXTRA_BUILD_ARGS:-})
+
+if [ "$engine_name" = podman ]; then
+  # Podman writes OCI images by default, and OCI has no HEALTHCHECK: keep the Docker format.
+  cmd=("$docker" build --format docker)
+elif "$docker" buildx version >/dev/null 2>&1; then
+  cmd=("$docker" buildx build --load)
+else
+  export DOCKER_BUILDKIT=1
+  cmd=("$docker" build)
+fi
+
+echo "build-image: building $image:$version with ${cmd[*]} (base $base, revision ${revision:0:12})"
+start=$(date +%s.%N)
+if ! SOURCE_DATE_EPOCH=$epoch "${cmd[@]}" "${args[@]}" . ; then
+  echo "build-image: build failed. If the error mentions BuildKit, buildx or '--mount', this client has no BuildKit:" >&2
+  echo "  install the buildx plugin, or point DOCKER at a client with built-in BuildKit (e.g. DOCKER=/usr/bin/docker)." >&2
+  exit 1
+fi
+size=$("$docker" image inspect --format '{{.Size}}' "$image:$version")
+elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+echo "build-image: built $image:$version in ${elapsed}s, $((size / 1000000)) MB"
