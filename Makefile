@@ -18,7 +18,7 @@ TEMPORAL_ADDRESS  ?= localhost:7233
 POETRY            ?= poetry
 PYTEST_ARGS       ?=
 
-REVISION          ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+REVISION          ?= $(shell git rev-parse --verify -q HEAD || echo unknown)
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 
 VENV := .venv

@@ -11,7 +11,7 @@ docker=${DOCKER:-docker}
 image=${IMAGE:-ghcr.io/stigmer/agent-runner}
 version=${VERSION:-dev-local}
 base=${BASE_IMAGE:-python:3.11-slim}
-revision=${REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
+revision=${REVISION:-$(git rev-parse --verify -q HEAD || echo unknown)}
 epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
 created=$(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || date -u -r "$epoch" +%Y-%m-%dT%H:%M:%SZ)
 

@@ -68,8 +68,20 @@ class TemporalServer:
     def start(self) -> TemporalServer:
         ui_port = free_port()
         self.proc = subprocess.Popen(
-            [temporal_cli(), "server", "start-dev", "--ip", self.ip, "--port", str(self.port),
-             "--ui-port", str(ui_port), "--headless", "--log-level", "error"],
+            [
+                temporal_cli(),
+                "server",
+                "start-dev",
+                "--ip",
+                self.ip,
+                "--port",
+                str(self.port),
+                "--ui-port",
+                str(ui_port),
+                "--headless",
+                "--log-level",
+                "error",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -86,7 +98,10 @@ class TemporalServer:
         # The frontend answers before the default namespace is registered.
         result = subprocess.run(
             [temporal_cli(), "operator", "namespace", "describe", "--address", self.address, "-n", "default"],
-            capture_output=True, text=True, timeout=10, check=False,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         )
         return result.returncode == 0 or Seen(result.stderr.strip()[-200:])
 

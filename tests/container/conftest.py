@@ -1,0 +1,82 @@
+"""The container suite: a real engine and the built image. Fails (never skips) without them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.helpers import Seen, wait_for
+
+DOCKER = os.environ.get("DOCKER", "docker")
+IMAGE = os.environ.get("AGENT_RUNNER_IMAGE", "ghcr.io/stigmer/agent-runner:dev-local")
+
+
+def docker(*args: str, check: bool = True, timeout: float = 120, **kw: Any) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([DOCKER, *args], capture_output=True, text=True, timeout=timeout, check=False, **kw)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{DOCKER} {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+    return result
+
+
+def inspect(ref: str, kind: str = "container") -> dict[str, Any]:
+    return dict(json.loads(docker(kind, "inspect", ref).stdout)[0])
+
+
+def health_status(container_id: str) -> str:
+    state = inspect(container_id)["State"]
+    if state["Status"] != "running":
+        return f"container {state['Status']} (exit {state.get('ExitCode')})"
+    return str(state.get("Health", {}).get("Status", "no health"))
+
+
+def wait_health(container_id: str, wanted: str, timeout: float) -> None:
+    def probe() -> bool | Seen:
+        status = health_status(container_id)
+        return status == wanted or Seen(status)
+
+    try:
+        wait_for(f"container health {wanted!r}", probe, timeout, interval=0.5)
+    except AssertionError as err:
+        logs = docker("logs", "--tail", "20", container_id, check=False)
+        raise AssertionError(f"{err}\nlogs:\n{logs.stdout}{logs.stderr}") from None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def engine() -> str:
+    info = subprocess.run([DOCKER, "info"], capture_output=True, text=True, timeout=30, check=False)
+    if info.returncode != 0:
+        pytest.fail(f"container tests need an engine: `{DOCKER} info` failed: {info.stderr.strip()[:300]}")
+    if docker("image", "inspect", IMAGE, check=False).returncode != 0:
+        pytest.fail(f"image {IMAGE} not found: run `make build-image` first (make test does)")
+    return DOCKER
+
+
+@pytest.fixture
+def run_container() -> Iterator[Any]:
+    """Start containers of the image; every one is removed by id afterwards, even on failure."""
+    started: list[str] = []
+
+    def run(*args: str, env: dict[str, str] | None = None, image: str = IMAGE) -> str:
+        env_args = [f"--env={key}={value}" for key, value in (env or {}).items()]
+        name = f"agent-runner-test-{uuid.uuid4().hex[:8]}"
+        container_id = docker("run", "-d", "--name", name, *env_args, *args, image).stdout.strip()
+        started.append(container_id)
+        return container_id
+
+    yield run
+    for container_id in started:
+        docker("rm", "-f", "-v", container_id, check=False)
+
+
+def worker_env(address: str) -> dict[str, str]:
+    return {"TEMPORAL_ADDRESS": address, "TEMPORAL_TASK_QUEUE": f"ct-{uuid.uuid4().hex[:8]}"}
+
+
+# Probe often in tests; the image's own 30 s interval is checked by inspection instead.
+FAST_HEALTH = ("--health-interval=1s", "--health-retries=2", "--health-start-period=0s")

@@ -1,0 +1,50 @@
+"""`make run-local` and `make stop`, as a developer runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+from tests.container.conftest import DOCKER, IMAGE, docker
+from tests.helpers import ROOT, free_port, port_open
+
+
+def make(target: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", "--no-print-directory", target],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_run_local_starts_a_dev_server_and_reaches_healthy_then_stop_cleans_up(tmp_path: Path) -> None:
+    port = free_port()
+    name = f"agent-runner-runlocal-{uuid.uuid4().hex[:8]}"
+    image, version = IMAGE.rsplit(":", 1)
+    env = {
+        **os.environ,
+        "DOCKER": DOCKER,
+        "IMAGE": image,
+        "VERSION": version,
+        "LOCAL_CONTAINER": name,
+        "TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
+        "WORKSPACE_DIR": str(tmp_path / "ws"),
+    }
+    try:
+        started = make("run-local", env)
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert "starting a Temporal dev server" in started.stdout
+        assert "healthy after" in started.stdout
+        assert docker("container", "inspect", "-f", "{{.State.Running}}", name).stdout.strip() == "true"
+        assert port_open(port)
+    finally:
+        stopped = make("stop", env)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert docker("container", "inspect", name, check=False).returncode != 0
+    assert not port_open(port)

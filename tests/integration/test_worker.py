@@ -1,0 +1,154 @@
+"""The worker and its health check against a real Temporal dev server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+
+from agent_runner.health import BEAT_MAX_AGE
+from agent_runner.models import AgentRequest, AgentResult
+from agent_runner.workflows import WORKFLOW_NAME, AgentExecutionWorkflow
+from tests.helpers import ROOT, TemporalServer, free_port, wait_for
+from tests.integration.conftest import WorkerProcess
+
+
+def identity_of(worker: WorkerProcess) -> str:
+    return str(json.loads(worker.health_file.read_text())["identity"])
+
+
+def test_worker_registers_as_poller_with_unique_identity(temporal: TemporalServer, worker: WorkerProcess) -> None:
+    async def pollers() -> set[str]:
+        client = await Client.connect(temporal.address)
+        seen: set[str] = set()
+        for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
+            response = await client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace="default", task_queue=TaskQueue(name=worker.task_queue), task_queue_type=kind
+                )
+            )
+            seen |= {p.identity for p in response.pollers}
+        return seen
+
+    identity = identity_of(worker)
+    assert identity.startswith("agent-runner/")
+    assert asyncio.run(pollers()) == {identity}
+
+
+def test_health_check_says_healthy_with_the_identity(worker: WorkerProcess) -> None:
+    result = worker.health()
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.startswith("healthy:")
+    assert identity_of(worker) in result.stdout
+    assert result.stdout.count("\n") == 1
+
+
+def test_sigterm_stops_cleanly_and_health_turns_unhealthy(worker: WorkerProcess) -> None:
+    assert worker.proc is not None
+    start = time.monotonic()
+    worker.signal(signal.SIGTERM)
+    assert worker.proc.wait(timeout=10) == 0
+    assert time.monotonic() - start < 2
+    result = worker.health()
+    assert result.returncode == 1
+    assert "worker not running" in result.stdout
+    assert "stopped" in worker.logs()
+
+
+def test_sigint_also_stops_cleanly(worker: WorkerProcess) -> None:
+    assert worker.proc is not None
+    worker.signal(signal.SIGINT)
+    assert worker.proc.wait(timeout=10) == 0
+
+
+def test_killed_worker_turns_unhealthy_within_the_heartbeat_window(worker: WorkerProcess) -> None:
+    assert worker.proc is not None
+    worker.proc.kill()  # no chance to clean up: the heartbeat file stays behind
+    worker.proc.wait(timeout=10)
+    killed = time.monotonic()
+
+    def unhealthy() -> str | bool:
+        result = worker.health()
+        return result.stdout.strip() if result.returncode == 1 else False
+
+    reason = wait_for("health check to notice the dead worker", unhealthy, timeout=BEAT_MAX_AGE + 15, interval=1)
+    assert "unresponsive" in reason
+    assert time.monotonic() - killed <= BEAT_MAX_AGE + 15
+
+
+def test_unhealthy_when_temporal_stops(own_temporal: TemporalServer, worker_factory: type[WorkerProcess]) -> None:
+    worker = worker_factory(own_temporal.address).start()
+    worker.wait_healthy()
+    own_temporal.stop()
+    result = worker.health()
+    assert result.returncode == 1
+    assert f"cannot query Temporal at {own_temporal.address}" in result.stdout
+
+
+def test_worker_waits_for_temporal_then_becomes_healthy(worker_factory: type[WorkerProcess]) -> None:
+    port = free_port()
+    worker = worker_factory(f"127.0.0.1:{port}").start()
+    wait_for("a logged retry", lambda: "not reachable (attempt 2)" in worker.logs(), timeout=20)
+    result = worker.health()
+    assert result.returncode == 1
+    assert "connecting to Temporal" in result.stdout
+    server = TemporalServer(port=port).start()
+    try:
+        worker.wait_healthy(timeout=45)  # backoff is at most 30 s between attempts
+        assert worker.proc is not None and worker.proc.poll() is None
+    finally:
+        server.stop()
+
+
+def test_workflow_runs_end_to_end(temporal: TemporalServer, worker: WorkerProcess) -> None:
+    async def run() -> AgentResult:
+        client = await Client.connect(temporal.address)
+        return await client.execute_workflow(
+            AgentExecutionWorkflow.run,
+            AgentRequest(instructions="write the report", workspace="run-1"),
+            id=f"wf-{worker.task_queue}",
+            task_queue=worker.task_queue,
+        )
+
+    result = asyncio.run(run())
+    assert result.status == "completed"
+    assert (worker.workspace / "run-1" / "instructions.md").read_text() == "write the report"
+    assert sorted(p.name for p in (worker.workspace / "run-1").iterdir()) == sorted(result.files)
+    assert WORKFLOW_NAME == "AgentExecution"
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"TEMPORAL_ADDRESS": "localhost"}, "TEMPORAL_ADDRESS"),
+        ({"TEMPORAL_TLS": "perhaps"}, "TEMPORAL_TLS"),
+        ({"STIGMER_LOG_FORMAT": "yaml"}, "STIGMER_LOG_FORMAT"),
+        ({"STIGMER_MAX_CONCURRENT_ACTIVITIES": "-3"}, "STIGMER_MAX_CONCURRENT_ACTIVITIES"),
+        ({"STIGMER_WORKSPACE_ROOT": "/nonexistent/workspace"}, "STIGMER_WORKSPACE_ROOT"),
+    ],
+)
+def test_bad_configuration_exits_2_with_one_line(env: dict[str, str], variable: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "agent_runner"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "STIGMER_WORKSPACE_ROOT": "/tmp", **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"agent-runner: configuration error: {variable}:")
+    assert "Traceback" not in result.stderr
