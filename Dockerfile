@@ -53,20 +53,22 @@ RUN groupadd --gid 1000 stigmer \
 
 # Code and venv stay root-owned: the worker can run them but not change them.
 COPY --from=venv --chown=root:root /opt/venv /opt/venv
-COPY --chown=root:root healthcheck.py /app/
-COPY --chown=root:root agent_runner/ /app/agent_runner/
 
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
     PYTHONUNBUFFERED=1 \
     STIGMER_WORKSPACE_ROOT=/workspace
-WORKDIR /app
-# Bytecode for the code and for the standard-library modules it imports: the base image
-# ships none, and user 1000 could not write it, so every start and every probe would
-# compile them again. Importing the entry points once writes exactly what is used.
-RUN python -m compileall -q /app \
-    && python -c "import agent_runner.__main__, agent_runner.worker, agent_runner.health, healthcheck"
+# Bytecode for the standard-library modules the SDK and the worker import: the base image
+# ships none, and user 1000 could not write it, so every start and every probe would compile
+# them again. Importing them once as root writes exactly those. Before the code is copied,
+# so a source edit does not redo it.
+RUN python -c "import temporalio.client, temporalio.worker, temporalio.service, temporalio.envconfig, \
+    argparse, json, logging, secrets, signal, socket"
+COPY --chown=root:root healthcheck.py /app/
+COPY --chown=root:root agent_runner/ /app/agent_runner/
+RUN python -m compileall -q /app
 ENV PYTHONDONTWRITEBYTECODE=1
+WORKDIR /app
 VOLUME ["/workspace"]
 USER 1000:1000
 

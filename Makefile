@@ -17,6 +17,7 @@ WORKSPACE_DIR     ?= $(CURDIR)/workspace
 TEMPORAL_ADDRESS  ?= localhost:7233
 POETRY            ?= poetry
 PYTEST_ARGS       ?=
+BENCH_ARGS        ?=
 
 REVISION          ?= $(shell git rev-parse --verify -q HEAD || echo unknown)
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
@@ -24,11 +25,11 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 VENV := .venv
 BIN  := $(VENV)/bin
 TUNABLES := IMAGE VERSION BASE_IMAGE CONTAINER_RUNTIME DOCKER CA_BUNDLE LOCAL_CONTAINER WORKSPACE_DIR \
-            TEMPORAL_ADDRESS POETRY PYTEST_ARGS REVISION SOURCE_DATE_EPOCH
+            TEMPORAL_ADDRESS POETRY PYTEST_ARGS BENCH_ARGS REVISION SOURCE_DATE_EPOCH
 export IMAGE VERSION BASE_IMAGE CONTAINER_RUNTIME DOCKER CA_BUNDLE LOCAL_CONTAINER WORKSPACE_DIR \
        TEMPORAL_ADDRESS REVISION SOURCE_DATE_EPOCH
 
-.PHONY: help install lint typecheck unit build base-image build-image run-local test-image test logs stop clean
+.PHONY: help install lint typecheck unit build base-image build-image run-local test-image test bench logs stop clean
 
 help: # @HELP list the targets and the tunable variables with their current values
 	@echo "Targets:"
@@ -72,6 +73,9 @@ test-image: install # @HELP container tests against the already built image IMAG
 
 test: lint typecheck build-image # @HELP everything: lint, type check, build the image, unit + integration + container tests
 	AGENT_RUNNER_IMAGE=$(IMAGE):$(VERSION) $(BIN)/pytest tests $(PYTEST_ARGS)
+
+bench: install build-image # @HELP measure size, build, time to healthy, health-check cost, stop (writes bench/results.md)
+	$(BIN)/python bench/bench.py $(BENCH_ARGS)
 
 logs: # @HELP follow the logs of the run-local container
 	$(DOCKER) logs -f $(LOCAL_CONTAINER)
