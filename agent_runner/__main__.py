@@ -39,6 +39,9 @@ def main() -> int:
     from agent_runner.worker import run
 
     configure_logging(settings.log_level, settings.log_format)
+    # Group-writable files, so that a worker running as an arbitrary UID in group 0 (OpenShift)
+    # and the image's stigmer user can both work on what the other wrote in /workspace.
+    os.umask(0o002)
     try:
         return asyncio.run(run(settings))
     except Exception:

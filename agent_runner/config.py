@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent_runner.errors import describe_error
+
 DEFAULT_ADDRESS = "localhost:7233"
 DEFAULT_NAMESPACE = "default"
 DEFAULT_TASK_QUEUE = "agent_execution_runner"
@@ -85,6 +87,7 @@ def _temporal_connect_config(env: dict[str, str], notes: list[str]) -> dict[str,
     for name in BOOLEAN_VARS:
         if name in env and env[name].strip().lower() not in BOOLEAN_VALUES:
             raise ConfigError(f"{name}: expected true or false, got {env[name]!r}")
+    _secret_from_file(env, "TEMPORAL_API_KEY")
     legacy = _optional(env, "TEMPORAL_SERVICE_ADDRESS")
     if legacy and _optional(env, "TEMPORAL_ADDRESS"):
         notes.append("TEMPORAL_ADDRESS is set, so TEMPORAL_SERVICE_ADDRESS is ignored")
@@ -100,13 +103,30 @@ def _temporal_connect_config(env: dict[str, str], notes: list[str]) -> dict[str,
     except ConfigError:
         raise
     except Exception as err:  # the SDK raises plain RuntimeError/ValueError for bad input
-        raise ConfigError(f"Temporal client configuration (TEMPORAL_*): {_first_line(err)}") from None
+        raise ConfigError(f"Temporal client configuration (TEMPORAL_*): {describe_error(err)}") from None
     connect.setdefault("target_host", DEFAULT_ADDRESS)
     connect.setdefault("namespace", DEFAULT_NAMESPACE)
     _check_address(str(connect["target_host"]))
     if not str(connect["namespace"]).strip():
         raise ConfigError("TEMPORAL_NAMESPACE: expected a namespace name, got an empty value")
     return connect
+
+
+def _secret_from_file(env: dict[str, str], name: str) -> None:
+    """NAME_FILE names a file holding NAME's value (a mounted secret), which keeps the value
+    out of `docker inspect` and the process environment of anything that lists it."""
+    path = _optional(env, f"{name}_FILE")
+    if path is None:
+        return
+    if _optional(env, name):
+        raise ConfigError(f"{name}_FILE: expected {name} to be unset when {name}_FILE is set, but both are")
+    try:
+        value = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as err:
+        raise ConfigError(f"{name}_FILE: expected a readable file, got {path!r} ({err.strerror})") from None
+    if not value:
+        raise ConfigError(f"{name}_FILE: expected a file holding the value, got an empty file {path!r}")
+    env[name] = value
 
 
 def _check_address(address: str) -> None:
@@ -182,8 +202,3 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     if value not in choices:
         raise ConfigError(f"{name}: expected one of {', '.join(choices)}, got {raw!r}")
     return value
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:200] if text else type(err).__name__

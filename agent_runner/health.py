@@ -1,41 +1,52 @@
 """How health is decided, both halves in one place.
 
-The worker writes a small heartbeat file from its event loop every BEAT_INTERVAL seconds,
-naming its unique identity and whether it is polling. The health check (healthcheck.py)
-reads that file and then asks Temporal whether that identity polls the task queue:
+The worker (class Heartbeat) writes a small file every BEAT_INTERVAL seconds from its event
+loop, naming its unique identity and whether it is polling. A watchdog thread notes in the
+same file when the event loop stops beating, and where it is stuck. The health check
+(healthcheck.py -> check()) reads that file, then asks Temporal whether that identity polls:
 
-1. no heartbeat file            -> the worker has not started, or has stopped
-2. heartbeat older than BEAT_MAX_AGE -> the worker is frozen or its event loop is blocked
-3. state is not "polling"       -> the worker is (re)connecting to Temporal
-4. Temporal unreachable         -> the worker cannot be getting work either
+1. no heartbeat file                      -> the worker has not started, or has stopped
+2. loop beat older than BEAT_MAX_AGE      -> event loop blocked (the watchdog says where),
+                                             or the whole process frozen or killed
+3. state is not "polling"                 -> the worker is (re)connecting to Temporal
+4. Temporal unreachable                   -> the worker cannot be getting work either
 5. Temporal lists this identity polling both the workflow and the activity queue, with a
    last access no older than POLL_MAX_AGE -> healthy.
 
-The heartbeat catches a frozen worker within seconds; the Temporal query proves the
-connection and the polling, which no local signal can.
+The heartbeat catches a stuck worker within seconds, where Temporal would list its pollers
+for minutes; the Temporal query proves the connection and the polling, which no local
+signal can.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
+import sys
+import threading
 import time
+import traceback
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent_runner.config import Settings
+from agent_runner.errors import describe_error
 
 if TYPE_CHECKING:
     from google.protobuf.timestamp_pb2 import Timestamp
 
 BEAT_INTERVAL = 5.0
-BEAT_MAX_AGE = 30.0
+BEAT_MAX_AGE = 20.0
 # An idle poller's last access legitimately ages up to ~60 s (one long poll), so allow more.
 POLL_MAX_AGE = 90.0
 CONNECT_TIMEOUT = 5.0
 RPC_TIMEOUT = 3.0
+
+log = logging.getLogger("agent_runner")
 
 
 @dataclass
@@ -44,33 +55,96 @@ class Beat:
     task_queue: str
     state: str  # "connecting" or "polling"
     since: float  # when the state was entered (epoch seconds)
-    at: float  # when this beat was written (epoch seconds)
+    at: float  # the event loop's last beat (epoch seconds)
     pid: int
+    checked_at: float = 0.0  # the watchdog's last look; fresh while the process is not frozen
+    blocked_at: str = ""  # where the event loop is stuck, when it is
 
 
-class HeartbeatFile:
-    """Written only by the worker; atomic so a reader never sees half a file."""
+class Heartbeat:
+    """The worker's half: a beat from the event loop, and a watchdog thread that notices
+    (and logs, and records) when the event loop stops beating while the process lives."""
 
-    def __init__(self, path: Path, identity: str, task_queue: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        identity: str,
+        task_queue: str,
+        interval: float = BEAT_INTERVAL,
+        blocked_after: float = BEAT_MAX_AGE / 2,
+    ) -> None:
         self.path = path
-        self.identity = identity
-        self.task_queue = task_queue
-        self.state = "connecting"
-        self.since = time.time()
+        self.interval = interval
+        self.blocked_after = blocked_after
+        self._lock = threading.Lock()
+        now = time.time()
+        self._beat = Beat(identity, task_queue, "connecting", since=now, at=now, pid=os.getpid())
+        self._stop = threading.Event()
+        self._loop_thread_id = threading.get_ident()
+        self._watchdog = threading.Thread(target=self._watch, name="heartbeat-watchdog", daemon=True)
 
     def set_state(self, state: str) -> None:
-        if state != self.state:
-            self.state, self.since = state, time.time()
-        self.write()
+        with self._lock:
+            if state != self._beat.state:
+                self._beat.state, self._beat.since = state, time.time()
+            self._beat.at = time.time()
+            self._write()
 
-    def write(self) -> None:
-        beat = Beat(self.identity, self.task_queue, self.state, self.since, time.time(), os.getpid())
+    async def beat_forever(self) -> None:
+        """Run as a task on the worker's event loop: it beats only while the loop runs."""
+        self._loop_thread_id = threading.get_ident()
+        if not self._watchdog.is_alive():
+            self._watchdog.start()
+        while True:
+            with self._lock:
+                self._beat.at = time.time()
+                self._write()
+            await asyncio.sleep(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            self.path.unlink(missing_ok=True)
+
+    def _watch(self) -> None:
+        warned = False
+        while not self._stop.wait(self.interval):
+            with self._lock:
+                now = time.time()
+                stalled = now - self._beat.at
+                self._beat.checked_at = now
+                if stalled > self.blocked_after:
+                    self._beat.blocked_at = _where(self._loop_thread_id)
+                    if not warned:
+                        log.warning(
+                            "event loop blocked for %.0fs at %s: an activity or workflow is running blocking code "
+                            "on the event loop; the worker can do nothing else until it returns",
+                            stalled,
+                            self._beat.blocked_at,
+                        )
+                        warned = True
+                elif warned:
+                    log.warning("event loop running again")
+                    self._beat.blocked_at, warned = "", False
+                if not self._stop.is_set():
+                    self._write()
+
+    def _write(self) -> None:
+        # Atomic: a reader never sees half a file. The lock orders the loop's and the thread's writes.
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(asdict(beat)), encoding="utf-8")
-        os.replace(tmp, self.path)
+        try:
+            tmp.write_text(json.dumps(asdict(self._beat)), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError as err:  # a full disk must not kill the worker; health will say so
+            log.error("cannot write heartbeat file %s: %s", self.path, err)
 
-    def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
+
+def _where(thread_id: int) -> str:
+    frame = sys._current_frames().get(thread_id)
+    if frame is None:
+        return "unknown"
+    top = traceback.extract_stack(frame)[-1]
+    return f"{Path(top.filename).name}:{top.lineno} in {top.name}"
 
 
 def read_beat(path: Path) -> Beat | None:
@@ -88,10 +162,9 @@ def judge_beat(beat: Beat | None, now: float, path: Path) -> str | None:
         return f"worker not running: no heartbeat file at {path}"
     age = now - beat.at
     if age > BEAT_MAX_AGE:
-        return (
-            f"worker unresponsive: last heartbeat {age:.0f}s ago (limit {BEAT_MAX_AGE:.0f}s), "
-            "frozen or event loop blocked"
-        )
+        if beat.blocked_at and now - beat.checked_at <= BEAT_MAX_AGE:
+            return f"worker event loop blocked for {age:.0f}s at {beat.blocked_at}"
+        return f"worker unresponsive: no heartbeat for {age:.0f}s (limit {BEAT_MAX_AGE:.0f}s), process frozen or killed"
     if beat.state != "polling":
         return f"worker {beat.state} to Temporal for {now - beat.since:.0f}s"
     return None
@@ -123,7 +196,7 @@ async def check(settings: Settings) -> tuple[bool, str]:
     try:
         last_access = await _poller_last_access(settings, beat.identity)
     except Exception as err:  # any failure to ask is a failure to prove health
-        return False, f"cannot query Temporal at {settings.address}: {_short(err)}"
+        return False, f"cannot query Temporal at {settings.address}: {describe_error(err)}"
     reason = judge_pollers(beat.identity, last_access, time.time())
     if reason:
         return False, reason
@@ -134,8 +207,6 @@ async def check(settings: Settings) -> tuple[bool, str]:
 async def _poller_last_access(settings: Settings, identity: str) -> dict[str, float | None]:
     # The SDK's service client, not temporalio.client: the same connection code for a
     # fraction of the import time, which every probe pays.
-    import asyncio
-
     from temporalio.api.enums.v1 import TaskQueueType
     from temporalio.api.taskqueue.v1 import TaskQueue
     from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -176,9 +247,3 @@ async def _poller_last_access(settings: Settings, identity: str) -> dict[str, fl
 
 def _epoch(stamp: Timestamp) -> float:
     return stamp.seconds + stamp.nanos / 1e9
-
-
-def _short(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    text = lines[0] if lines else type(err).__name__
-    return text[:160]

@@ -9,20 +9,25 @@ import os
 import secrets
 import signal
 import socket
+from collections.abc import Callable, Sequence
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from agent_runner.activities import WorkspaceActivities
 from agent_runner.config import Settings
-from agent_runner.health import BEAT_INTERVAL, HeartbeatFile
+from agent_runner.errors import describe_error
+from agent_runner.health import Heartbeat
 from agent_runner.workflows import AgentExecutionWorkflow
 
 log = logging.getLogger("agent_runner")
 
 BACKOFF_FIRST = 1.0
-BACKOFF_MAX = 30.0
+# Short enough that a worker is back within seconds of Temporal returning, long enough that
+# many replicas do not hammer a recovering cluster.
+BACKOFF_MAX = 10.0
 
 
 def new_identity() -> str:
@@ -31,17 +36,25 @@ def new_identity() -> str:
     return f"agent-runner/{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
 
 
-async def run(settings: Settings) -> int:
-    """Run until asked to stop. Returns the process exit code."""
+async def run(
+    settings: Settings,
+    *,
+    extra_workflows: Sequence[type] = (),
+    extra_activities: Sequence[Callable[..., Any]] = (),
+) -> int:
+    """Run until asked to stop. Returns the process exit code.
+
+    extra_workflows / extra_activities are registered beside the agent's own, for embedding
+    the worker in a program with activities of its own (the fault tests do this)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, sig, stop)
 
     identity = settings.identity or new_identity()
-    beat = HeartbeatFile(settings.health_file, identity, settings.task_queue)
-    beat.write()
-    beating = asyncio.create_task(_beat_forever(beat))
+    beat = Heartbeat(settings.health_file, identity, settings.task_queue)
+    beat.set_state("connecting")
+    beating = asyncio.create_task(beat.beat_forever())
     log.info(
         "worker %s starting: Temporal %s, namespace %s, task queue %s",
         identity,
@@ -52,10 +65,10 @@ async def run(settings: Settings) -> int:
     for note in settings.notes:
         log.warning("%s", note)
     try:
-        await _serve(settings, identity, beat, stop)
+        await _serve(settings, identity, beat, stop, list(extra_workflows), list(extra_activities))
     finally:
         beating.cancel()
-        beat.remove()
+        beat.stop()
     log.info("worker %s stopped", identity)
     return 0
 
@@ -65,16 +78,14 @@ def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:
     stop.set()
 
 
-async def _beat_forever(beat: HeartbeatFile) -> None:
-    while True:
-        try:
-            beat.write()
-        except OSError as err:  # a full or read-only disk must not kill the worker; health will say so
-            log.error("cannot write heartbeat file %s: %s", beat.path, err)
-        await asyncio.sleep(BEAT_INTERVAL)
-
-
-async def _serve(settings: Settings, identity: str, beat: HeartbeatFile, stop: asyncio.Event) -> None:
+async def _serve(
+    settings: Settings,
+    identity: str,
+    beat: Heartbeat,
+    stop: asyncio.Event,
+    extra_workflows: list[type],
+    extra_activities: list[Callable[..., Any]],
+) -> None:
     """Connect, poll, and after a fatal worker error connect again, until stop is set."""
     delay = BACKOFF_FIRST
     attempt = 0
@@ -88,14 +99,14 @@ async def _serve(settings: Settings, identity: str, beat: HeartbeatFile, stop: a
                 "Temporal at %s not reachable (attempt %d): %s; retrying in %.0fs",
                 settings.address,
                 attempt,
-                _first_line(err),
+                describe_error(err),
                 delay,
             )
             await _sleep_unless(stop, delay)
             delay = min(delay * 2, BACKOFF_MAX)
             continue
         delay, attempt = BACKOFF_FIRST, 0
-        worker = _make_worker(settings, client, identity)
+        worker = _make_worker(settings, client, identity, extra_workflows, extra_activities)
         beat.set_state("polling")
         log.info("connected; polling task queue %s", settings.task_queue)
         running = asyncio.create_task(worker.run())
@@ -108,17 +119,23 @@ async def _serve(settings: Settings, identity: str, beat: HeartbeatFile, stop: a
             return
         stopping.cancel()
         error = running.exception()
-        log.error("worker stopped unexpectedly: %s; reconnecting in %.0fs", _first_line(error), delay)
+        log.error("worker stopped unexpectedly: %s; reconnecting in %.0fs", describe_error(error), delay)
         await _sleep_unless(stop, delay)
 
 
-def _make_worker(settings: Settings, client: Client, identity: str) -> Worker:
+def _make_worker(
+    settings: Settings,
+    client: Client,
+    identity: str,
+    extra_workflows: list[type],
+    extra_activities: list[Callable[..., Any]],
+) -> Worker:
     activities = WorkspaceActivities(settings.workspace_root)
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[AgentExecutionWorkflow],
-        activities=[activities.execute_agent],
+        workflows=[AgentExecutionWorkflow, *extra_workflows],
+        activities=[activities.execute_agent, *extra_activities],
         identity=identity,
         max_concurrent_activities=settings.max_concurrent_activities,
         graceful_shutdown_timeout=timedelta(seconds=settings.drain_timeout),
@@ -128,8 +145,3 @@ def _make_worker(settings: Settings, client: Client, identity: str) -> Worker:
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
-
-
-def _first_line(err: BaseException | None) -> str:
-    lines = str(err).strip().splitlines() if err else []
-    return lines[0][:200] if lines else type(err).__name__

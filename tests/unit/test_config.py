@@ -79,3 +79,32 @@ def test_bad_value_names_its_variable_in_one_line(env: dict[str, str], variable:
 
 def test_log_level_is_case_insensitive() -> None:
     assert load_settings({"STIGMER_LOG_LEVEL": "debug"}).log_level == "DEBUG"
+
+
+def test_api_key_can_come_from_a_mounted_file(tmp_path: Path) -> None:
+    secret = tmp_path / "temporal_api_key"
+    secret.write_text("file-key-456\n")
+    settings = load_settings({"TEMPORAL_API_KEY_FILE": str(secret), "TEMPORAL_ADDRESS": "ns.tmprl.cloud:7233"})
+    assert settings.connect["api_key"] == "file-key-456"
+    assert settings.connect["tls"] is True
+
+
+@pytest.mark.parametrize(
+    ("content", "also_set", "expected"),
+    [
+        (None, False, "expected a readable file"),
+        ("", False, "expected a file holding the value, got an empty file"),
+        ("k", True, "expected TEMPORAL_API_KEY to be unset"),
+    ],
+)
+def test_api_key_file_problems_name_the_variable(
+    tmp_path: Path, content: str | None, also_set: bool, expected: str
+) -> None:
+    secret = tmp_path / "key"
+    if content is not None:
+        secret.write_text(content)
+    env = {"TEMPORAL_API_KEY_FILE": str(secret)}
+    if also_set:
+        env["TEMPORAL_API_KEY"] = "inline"
+    with pytest.raises(ConfigError, match=f"^TEMPORAL_API_KEY_FILE: {expected}"):
+        load_settings(env)
