@@ -207,7 +207,7 @@ async def check(settings: Settings) -> tuple[bool, str]:
 async def _poller_last_access(settings: Settings, identity: str) -> dict[str, float | None]:
     # The SDK's service client, not temporalio.client: the same connection code for a
     # fraction of the import time, which every probe pays.
-    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.enums.v1 import DescribeTaskQueueMode, TaskQueueType
     from temporalio.api.taskqueue.v1 import TaskQueue
     from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
     from temporalio.service import ConnectConfig, ServiceClient
@@ -225,23 +225,28 @@ async def _poller_last_access(settings: Settings, identity: str) -> dict[str, fl
         ),
         CONNECT_TIMEOUT,
     )
-    result: dict[str, float | None] = {}
-    for kind, queue_type in (
-        ("workflow", TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW),
-        ("activity", TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY),
-    ):
-        response = await service.workflow_service.describe_task_queue(
-            DescribeTaskQueueRequest(
-                namespace=settings.namespace,
-                task_queue=TaskQueue(name=settings.task_queue),
-                task_queue_type=queue_type,
-            ),
-            timeout=timedelta(seconds=RPC_TIMEOUT),
-        )
-        result[kind] = next(
-            (_epoch(p.last_access_time) for p in response.pollers if p.identity == identity),
-            None,
-        )
+    types = [TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY]
+    kinds: dict[int, str] = {int(types[0]): "workflow", int(types[1]): "activity"}
+    # A task queue has several partitions and each poller polls one of them; the plain
+    # DescribeTaskQueue lists only the root partition's pollers, so with a few replicas a
+    # live worker goes missing. The enhanced mode gathers every partition, both types at once.
+    response = await service.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=settings.namespace,
+            task_queue=TaskQueue(name=settings.task_queue),
+            api_mode=DescribeTaskQueueMode.DESCRIBE_TASK_QUEUE_MODE_ENHANCED,
+            task_queue_types=types,
+            report_pollers=True,
+        ),
+        timeout=timedelta(seconds=RPC_TIMEOUT),
+    )
+    result: dict[str, float | None] = dict.fromkeys(kinds.values())
+    for version in response.versions_info.values():
+        for queue_type, info in version.types_info.items():
+            kind = kinds.get(queue_type)
+            for poller in info.pollers:
+                if kind and poller.identity == identity:
+                    result[kind] = max(result[kind] or 0.0, _epoch(poller.last_access_time))
     return result
 
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,7 +45,10 @@ def wait_health(container_id: str, wanted: str, timeout: float) -> None:
         wait_for(f"container health {wanted!r}", probe, timeout, interval=0.5)
     except AssertionError as err:
         logs = docker("logs", "--tail", "20", container_id, check=False)
-        raise AssertionError(f"{err}\nlogs:\n{logs.stdout}{logs.stderr}") from None
+        health = (inspect(container_id)["State"].get("Health") or {}).get("Log") or [{}]
+        raise AssertionError(
+            f"{err}\nlast health check: {health[-1].get('Output', '').strip()}\nlogs:\n{logs.stdout}{logs.stderr}"
+        ) from None
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -62,10 +66,10 @@ def run_container() -> Iterator[Any]:
     """Start containers of the image; every one is removed by id afterwards, even on failure."""
     started: list[str] = []
 
-    def run(*args: str, env: dict[str, str] | None = None, image: str = IMAGE) -> str:
+    def run(*args: str, env: dict[str, str] | None = None, image: str = IMAGE, command: tuple[str, ...] = ()) -> str:
         env_args = [f"--env={key}={value}" for key, value in (env or {}).items()]
         name = f"agent-runner-test-{uuid.uuid4().hex[:8]}"
-        container_id = docker("run", "-d", "--name", name, *env_args, *args, image).stdout.strip()
+        container_id = docker("run", "-d", "--name", name, *env_args, *args, image, *command).stdout.strip()
         started.append(container_id)
         return container_id
 
@@ -79,4 +83,35 @@ def worker_env(address: str) -> dict[str, str]:
 
 
 # Probe often in tests; the image's own 30 s interval is checked by inspection instead.
-FAST_HEALTH = ("--health-interval=1s", "--health-retries=2", "--health-start-period=0s")
+FAST_HEALTH = ("--health-interval=1s", "--health-retries=2", "--health-start-period=1s")
+
+
+# The real worker with two misbehaving activities (fault_worker.py), mounted into the image.
+FAULT_WORKER_ARGS = (f"--volume={Path(__file__).parent}:/faults:ro", "--env=PYTHONPATH=/app:/faults")
+FAULT_WORKER_COMMAND = ("python", "-c", "import fault_worker; fault_worker.main()")
+
+
+def container_logs(container_id: str) -> str:
+    result = docker("logs", container_id, check=False)
+    return result.stdout + result.stderr
+
+
+def run_agent(address: str, task_queue: str, workspace: str, instructions: str) -> Any:
+    """Start an agent run through Temporal, as a client would, and wait for its result."""
+    import asyncio
+
+    from temporalio.client import Client
+
+    from agent_runner.models import AgentRequest
+    from agent_runner.workflows import AgentExecutionWorkflow
+
+    async def run() -> Any:
+        client = await Client.connect(address)
+        return await client.execute_workflow(
+            AgentExecutionWorkflow.run,
+            AgentRequest(instructions=instructions, workspace=workspace),
+            id=f"wf-{uuid.uuid4().hex[:8]}",
+            task_queue=task_queue,
+        )
+
+    return asyncio.run(run())

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client
-
-from agent_runner.models import AgentRequest, AgentResult
-from agent_runner.workflows import AgentExecutionWorkflow
-from tests.container.conftest import FAST_HEALTH, docker, health_status, inspect, wait_health, worker_env
+from tests.container.conftest import FAST_HEALTH, docker, health_status, inspect, run_agent, wait_health, worker_env
 from tests.helpers import TemporalServer
 
 
@@ -35,16 +30,8 @@ def test_runs_a_workflow_writing_into_a_mounted_workspace(
     container = run_container("--network=host", *FAST_HEALTH, f"--volume={workspace}:/workspace", env=env)
     wait_health(container, "healthy", timeout=30)
 
-    async def run() -> AgentResult:
-        client = await Client.connect(temporal.address)
-        return await client.execute_workflow(
-            AgentExecutionWorkflow.run,
-            AgentRequest(instructions="hello from the test", workspace="run-1"),
-            id=f"wf-{uuid.uuid4().hex[:8]}",
-            task_queue=env["TEMPORAL_TASK_QUEUE"],
-        )
-
-    assert asyncio.run(run()).status == "completed"
+    result = run_agent(temporal.address, env["TEMPORAL_TASK_QUEUE"], "run-1", "hello from the test")
+    assert result.status == "completed"
     written = workspace / "run-1" / "instructions.md"
     assert written.read_text() == "hello from the test"
     assert (written.stat().st_uid, written.stat().st_gid) == (1000, 1000)
