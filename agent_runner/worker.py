@@ -113,7 +113,7 @@ async def _serve(settings: Settings, identity: str, beat: HeartbeatFile, stop: a
 
 
 def _make_worker(settings: Settings, client: Client, identity: str) -> Worker:
-    activities = WorkspaceActivities(settings.workspace_root)
+    activities = WorkspaceActivities(settings.workspace_root, settings.llm, settings.command_timeout)
     return Worker(
         client,
         task_queue=settings.task_queue,
