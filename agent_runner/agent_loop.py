@@ -58,16 +58,12 @@ async def _loop(model: ChatModel, workspace: Workspace, request: AgentRequest, r
             return
         answers = []
         for tool_request in reply.tool_requests:
+            call = ToolCall(name=tool_request.name, arguments=_short(tool_request.raw_arguments), ok=False, result="")
+            step.tool_calls.append(call)
+            call.result = "cancelled"  # what the step says if the run is stopped during the call
             answer = await _call_tool(workspace, tool_request)
             answers.append(answer)
-            step.tool_calls.append(
-                ToolCall(
-                    name=tool_request.name,
-                    arguments=_short(tool_request.raw_arguments),
-                    ok=not answer.is_error,
-                    result=_short(answer.content),
-                )
-            )
+            call.ok, call.result = not answer.is_error, _short(answer.content)
         turns += [AssistantTurn(reply.text, reply.tool_requests), ToolTurn(answers)]
     result.error = f"max_steps ({request.max_steps}) reached before a final answer"
 

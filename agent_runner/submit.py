@@ -72,7 +72,8 @@ def _cause(err: BaseException) -> str:
     """The innermost message: the workflow's failure wraps the activity's, which says what is wrong."""
     while err.__cause__ is not None:
         err = err.__cause__
-    return str(err)
+    message = getattr(err, "message", None)  # Temporal's failures: the message without the type
+    return message if isinstance(message, str) and message else str(err)
 
 
 def main(argv: list[str] | None = None) -> int:
