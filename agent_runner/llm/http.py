@@ -9,6 +9,7 @@ import logging
 import random
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -35,7 +36,8 @@ class LLMError(Exception):
 class JsonHttp:
     def __init__(self, *, provider: str, base_url: str, headers: dict[str, str], timeout: float, secret: str | None):
         self.provider = provider
-        self.base_url = base_url
+        parts = urlsplit(base_url)  # shown in messages: without any user:password@ in it
+        self.base_url = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
         self._secret = secret
         self._client = httpx.AsyncClient(
             base_url=base_url, headers=headers, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0))

@@ -170,6 +170,7 @@ def test_unreachable_provider_is_retried_then_named() -> None:
     fake = FakeLLM([])  # bound, never served, then closed: connections are refused
     url = fake.url
     fake.server.server_close()
+    with_password = url.replace("http://", "http://user:hunter2@")
     with pytest.raises(LLMError) as caught:
-        complete(make_chat_model(settings("openai", url, timeout=2.0)))
+        complete(make_chat_model(settings("openai", with_password, timeout=2.0)))
     assert str(caught.value) == f"cannot reach openai at {url}: ConnectError; gave up after 5 attempts"
