@@ -234,6 +234,8 @@ class Workspace:
             return f"timed out after {timeout:g}s and was killed; output so far:\n{output.text()}"
         except BaseException:  # cancelled: the run is stopping, so must the command
             _kill_group(process)
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):  # reap it; it dies at once
+                await asyncio.wait_for(asyncio.shield(process.wait()), 5)
             raise
         return f"exit code {process.returncode}\n{output.text()}"
 
