@@ -26,6 +26,7 @@ from tests.fake_llm import (
     openai_tools,
 )
 from tests.helpers import ROOT, Seen, TemporalServer, temporal_cli, wait_for
+from tests.processes import alive
 
 KEY = "sk-integration-secret-0123456789"
 
@@ -262,7 +263,7 @@ def test_cancelling_the_workflow_stops_the_run_and_its_command_promptly(
         {"name": "run_command", "arguments": json.dumps({"command": command}), "ok": False, "result": "cancelled"}
     ]
     assert "sleep.pid" in result["files_created"]
-    wait_for(f"the command's sleep (pid {sleeper}) to be gone", lambda: not _alive(sleeper), timeout=10)
+    wait_for(f"the command's sleep (pid {sleeper}) to be gone", lambda: not alive(sleeper), timeout=10)
 
 
 def test_429_then_success_is_retried(start_worker: Callable[[dict[str, str]], WorkerProcess]) -> None:
@@ -322,12 +323,3 @@ def test_without_a_provider_the_worker_starts_and_a_run_says_what_to_set(
     assert code == 1
     assert result["status"] == "failed"
     assert result["error"].startswith("no LLM is configured on this worker: set STIGMER_LLM_PROVIDER")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")  # a zombie is dead too, only not reaped yet
-    return not (stat.exists() and stat.read_text().rsplit(") ", 1)[-1].startswith("Z"))

@@ -14,6 +14,7 @@ from agent_runner.llm import make_chat_model
 from agent_runner.models import AgentRequest, AgentResult, request_problem
 from agent_runner.tools import Workspace
 from tests.fake_llm import Answer, fake_llm, openai_answer, openai_error, openai_tools
+from tests.processes import alive
 
 
 def run(url: str, root: Path, request: AgentRequest, *, cancel_after: float | None = None) -> AgentResult:
@@ -52,11 +53,10 @@ def test_cancelling_stops_the_running_command_and_keeps_the_steps(tmp_path: Path
     assert (result.status, result.error, result.final_answer) == ("cancelled", "the run was cancelled", "waiting")
     assert [(c.name, c.ok, c.result) for c in result.steps[0].tool_calls] == [("run_command", False, "cancelled")]
     pid = int((tmp_path / "shell.pid").read_text())
-    stat = Path(f"/proc/{pid}/stat")
     deadline = time.monotonic() + 5
-    while stat.exists() and " Z " not in stat.read_text() and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not stat.exists() or " Z " in stat.read_text(), "the command outlived the cancelled run"
+    assert not alive(pid), "the command outlived the cancelled run"
 
 
 def test_bad_tool_arguments_are_told_to_the_model_and_the_run_goes_on(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from agent_runner.tools import OUTPUT_LIMIT, READ_LIMIT, ToolError, Workspace, command_env, compare_snapshots
+from tests.processes import alive
 
 
 @pytest.fixture
@@ -103,9 +104,9 @@ def test_command_timeout_kills_the_command_and_its_children(root: Path) -> None:
     assert elapsed < 10, f"took {elapsed:.1f}s"
     child = int((root / "child.pid").read_text())
     deadline = time.monotonic() + 5
-    while _alive(child) and time.monotonic() < deadline:
+    while alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(child), "the command's child survived the timeout"
+    assert not alive(child), "the command's child survived the timeout"
 
 
 def test_command_may_ask_for_a_shorter_timeout_but_not_a_longer_one(root: Path) -> None:
@@ -180,25 +181,15 @@ def _read_environ_of_worker_as_nobody(*, hide: bool) -> str:
         f"{'hide_worker_memory();' if hide else ''} print(os.getpid(), flush=True); time.sleep(30)"
     )
     env = {**os.environ, "LEAKY_SECRET_VALUE": "sk-in-worker-memory"}
-    worker = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True,
-                              cwd=Path(__file__).parents[2])  # fmt: skip
-    try:
-        assert worker.stdout is not None
-        pid = int(worker.stdout.readline())
-        reader = subprocess.run(
-            ["cat", f"/proc/{pid}/environ"], capture_output=True, text=True, user=65534, group=65534, timeout=10
-        )
-        return reader.stdout + reader.stderr
-    finally:
-        worker.kill()
-        worker.wait(timeout=10)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead too: it only waits to be reaped.
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"))
+    with subprocess.Popen(
+        [sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2]
+    ) as worker:
+        try:
+            assert worker.stdout is not None
+            pid = int(worker.stdout.readline())
+            reader = subprocess.run(
+                ["cat", f"/proc/{pid}/environ"], capture_output=True, text=True, user=65534, group=65534, timeout=10
+            )
+            return reader.stdout + reader.stderr
+        finally:
+            worker.kill()
