@@ -101,27 +101,37 @@ def start_worker(temporal: TemporalServer, tmp_path: Path) -> Iterator[Callable[
 def submit(worker: WorkerProcess, *args: str, timeout: float = 90) -> tuple[int, dict[str, Any]]:
     """`python -m agent_runner.submit ARGS` with the worker's Temporal settings; its exit code and JSON."""
     env = _clean_env() | {k: worker.env[k] for k in ("TEMPORAL_ADDRESS", "TEMPORAL_TASK_QUEUE")}
-    result = subprocess.run(
-        [sys.executable, "-m", "agent_runner.submit", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "agent_runner.submit", *args],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise AssertionError(
+            f"submit gave no answer in {timeout:.0f}s; the worker's log ends:\n{worker.output()[-3000:]}"
+        ) from None
     assert result.stdout.strip(), f"submit printed nothing (rc {result.returncode}): {result.stderr[-2000:]}"
     return result.returncode, json.loads(result.stdout)
 
 
 def run_cli(server: TemporalServer, *args: str, timeout: float = 90) -> str:
     """The official Temporal CLI against the test's dev server; its standard output."""
-    result = subprocess.run(
-        [temporal_cli(), *args, "--address", server.address],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=_clean_env(),
-    )
+    try:
+        result = subprocess.run(
+            [temporal_cli(), *args, "--address", server.address],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=_clean_env(),
+        )
+    except subprocess.TimeoutExpired as err:
+        raise AssertionError(
+            f"temporal {' '.join(args)} gave no answer in {timeout:.0f}s; it printed: {err.stdout!r}"
+        ) from None
     assert result.returncode == 0, f"temporal {' '.join(args)} failed: {result.stderr[-2000:]}"
     return result.stdout
 
