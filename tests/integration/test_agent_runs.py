@@ -49,7 +49,8 @@ class WorkerProcess:
 def _clean_env() -> dict[str, str]:
     """This process's environment without any setting the worker or its clients read."""
     prefixes = ("STIGMER_", "TEMPORAL_", "OPENAI_", "ANTHROPIC_", "OLLAMA_")
-    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    return env | {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}  # the fake LLM is on loopback
 
 
 @pytest.fixture

@@ -17,6 +17,13 @@ from tests.fake_llm import Answer, fake_llm, openai_answer, openai_error, openai
 from tests.processes import alive
 
 
+@pytest.fixture(autouse=True)
+def no_proxy_for_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake server is on loopback: a proxy set in the environment must not be asked for it."""
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
+
+
 def run(url: str, root: Path, request: AgentRequest, *, cancel_after: float | None = None) -> AgentResult:
     settings = LLMSettings("openai", "fake", url, None, 64, None, 10.0)
 

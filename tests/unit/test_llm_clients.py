@@ -24,6 +24,13 @@ from tests.fake_llm import (
 KEY = "sk-client-test-secret-0123456789"
 
 
+@pytest.fixture(autouse=True)
+def no_proxy_for_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake server is on loopback: a proxy set in the environment must not be asked for it."""
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
+
+
 def settings(provider: str, url: str, **changes: object) -> LLMSettings:
     values: dict[str, object] = {
         "provider": provider,
