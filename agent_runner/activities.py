@@ -3,31 +3,70 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import time
 from pathlib import Path, PurePosixPath
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from agent_runner.models import AgentRequest, AgentResult
+from agent_runner.agent_loop import run_agent
+from agent_runner.config import LLMSettings
+from agent_runner.llm import make_chat_model
+from agent_runner.models import CANCELLED, FAILED, AgentRequest, AgentResult
+from agent_runner.tools import Workspace, command_env, compare_snapshots, hide_worker_memory
+
+HEARTBEAT_EVERY = 2.0  # seconds; the workflow's heartbeat timeout is a few times this
 
 
 class WorkspaceActivities:
-    """Holds the workspace root so the activity needs no global state."""
+    """Holds the worker's settings so the activity needs no global state."""
 
-    def __init__(self, workspace_root: Path) -> None:
+    def __init__(self, workspace_root: Path, llm: LLMSettings | None = None, command_timeout: float = 120.0) -> None:
         self.workspace_root = workspace_root
+        self.llm = llm
+        self.command_timeout = command_timeout
+        # Computed once: what a tool command may see of the worker's environment.
+        self.command_env = command_env(os.environ, [llm.api_key] if llm and llm.api_key else [])
+        hide_worker_memory()
 
     @activity.defn(name="execute_agent")
     async def execute_agent(self, request: AgentRequest) -> AgentResult:
+        if self.llm is None:
+            raise ApplicationError(
+                "no LLM is configured on this worker: set STIGMER_LLM_PROVIDER (openai, anthropic or ollama) "
+                "and its model and key variables (see docs/docker.md)",
+                type="LLMNotConfigured",
+                non_retryable=True,
+            )
         run_dir = resolve_run_dir(self.workspace_root, request.workspace)
-        activity.logger.info("agent run started in %s", run_dir)
-        # The agent itself is a later piece of work; this run records its instructions and
-        # answers with them, which proves the whole path: client -> Temporal -> worker -> disk.
-        output = f"received {len(request.instructions)} characters of instructions"
-        await asyncio.to_thread(_write_run_files, run_dir, request.instructions, output)
-        return AgentResult(
-            status="completed", output=output, workspace=request.workspace, files=["instructions.md", "result.md"]
-        )
+        await asyncio.to_thread(run_dir.mkdir, parents=True, exist_ok=True)
+        workspace = Workspace(run_dir, command_timeout=self.command_timeout, env=self.command_env)
+        before = await asyncio.to_thread(workspace.snapshot)
+        model = make_chat_model(self.llm, request.model)
+        activity.logger.info("agent run started in %s with %s model %s", run_dir, self.llm.provider, model.model)
+        started = time.monotonic()
+        beating = asyncio.create_task(_heartbeat_forever())
+        try:
+            result = await run_agent(model, workspace, request)
+        finally:
+            beating.cancel()
+            await model.aclose()
+        if result.status == CANCELLED and activity.is_worker_shutdown():
+            result.status, result.error = FAILED, "the worker shut down during the run"
+        after = await asyncio.to_thread(workspace.snapshot)
+        result.files_created, result.files_changed, result.files_deleted = compare_snapshots(before, after)
+        result.seconds = round(time.monotonic() - started, 3)
+        return result
+
+
+async def _heartbeat_forever() -> None:
+    """Tells Temporal the run is alive, also during a long LLM call; its answers carry cancellation."""
+    with contextlib.suppress(asyncio.CancelledError):
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(HEARTBEAT_EVERY)
 
 
 def resolve_run_dir(root: Path, workspace: str) -> Path:
@@ -45,9 +84,3 @@ def resolve_run_dir(root: Path, workspace: str) -> Path:
             f"workspace {workspace!r} resolves outside the workspace root", type="InvalidWorkspace", non_retryable=True
         )
     return run_dir
-
-
-def _write_run_files(run_dir: Path, instructions: str, output: str) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "instructions.md").write_text(instructions, encoding="utf-8")
-    (run_dir / "result.md").write_text(output + "\n", encoding="utf-8")

@@ -7,11 +7,13 @@ same ones the `temporal` CLI and every other SDK understand. The rest are STIGME
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from agent_runner.errors import describe_error
 
@@ -32,9 +34,36 @@ BOOLEAN_VALUES = ("true", "false", "1", "0")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
 
+# LLM providers. The provider is unset by default: the worker starts and polls, and each run
+# then fails at once with a message naming STIGMER_LLM_PROVIDER.
+LLM_PROVIDERS = ("openai", "anthropic", "ollama")
+LLM_DEFAULT_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-4-5", "ollama": "llama3.1"}
+LLM_DEFAULT_BASE_URLS = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com/v1",
+    "ollama": "http://localhost:11434/v1",
+}
+# Where each provider's key may come from, highest precedence first.
+LLM_KEY_VARS = {
+    "openai": ("STIGMER_LLM_API_KEY", "OPENAI_API_KEY"),
+    "anthropic": ("STIGMER_LLM_API_KEY", "ANTHROPIC_API_KEY"),
+    "ollama": ("STIGMER_LLM_API_KEY",),
+}
+
 
 class ConfigError(Exception):
     """A configuration problem, phrased as one line naming the variable and what is expected."""
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    provider: str  # one of LLM_PROVIDERS
+    model: str
+    base_url: str  # without a trailing slash, e.g. https://api.openai.com/v1
+    api_key: str | None = field(repr=False)
+    max_tokens: int
+    temperature: float | None  # None: the provider's default
+    timeout: float  # seconds for one HTTP request to the provider
 
 
 @dataclass(frozen=True)
@@ -49,6 +78,8 @@ class Settings:
     identity: str | None
     log_level: str
     log_format: str
+    llm: LLMSettings | None  # None: no provider configured, runs fail with a message saying what to set
+    command_timeout: float  # the longest a tool command may run, seconds
     notes: tuple[str, ...] = ()  # precedence decisions worth one log line at start-up
 
     @property
@@ -60,9 +91,24 @@ class Settings:
         return str(self.connect.get("namespace", DEFAULT_NAMESPACE))
 
 
+@dataclass(frozen=True)
+class ClientSettings:
+    """What a client that starts runs needs: the same Temporal variables as the worker."""
+
+    connect: Mapping[str, Any] = field(repr=False)
+    task_queue: str
+
+
+def load_client_settings(env: Mapping[str, str] | None = None) -> ClientSettings:
+    env = dict(os.environ if env is None else env)
+    notes: list[str] = []
+    return ClientSettings(connect=_temporal_connect_config(env, notes), task_queue=_task_queue(env, notes))
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
     notes: list[str] = []
+    _secret_from_file(env, "STIGMER_LLM_API_KEY")
     task_queue = _task_queue(env, notes)
     return Settings(
         connect=_temporal_connect_config(env, notes),
@@ -74,8 +120,52 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         identity=_optional(env, "STIGMER_WORKER_IDENTITY"),
         log_level=_choice(env, "STIGMER_LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
         log_format=_choice(env, "STIGMER_LOG_FORMAT", "text", LOG_FORMATS),
+        llm=load_llm_settings(env, notes),
+        command_timeout=_seconds(env, "STIGMER_COMMAND_TIMEOUT", 120.0, minimum=1),
         notes=tuple(notes),
     )
+
+
+def load_llm_settings(env: Mapping[str, str], notes: list[str]) -> LLMSettings | None:
+    raw = env.get("STIGMER_LLM_PROVIDER", "").strip()
+    if not raw:
+        configured = sorted(name for name in env if name.startswith("STIGMER_LLM_") and env[name].strip())
+        if configured:
+            notes.append(f"{', '.join(configured)} set but STIGMER_LLM_PROVIDER is not: runs will fail until it is set")
+        return None
+    provider = _choice(env, "STIGMER_LLM_PROVIDER", "", LLM_PROVIDERS)
+    base_url = _url(env, "STIGMER_LLM_BASE_URL")
+    if provider == "ollama" and base_url is None:
+        base_url = _url(env, "OLLAMA_BASE_URL")
+        if base_url is not None and not base_url.endswith("/v1"):
+            base_url += "/v1"  # Ollama's own URL; its OpenAI-compatible API is under /v1
+    key_vars = LLM_KEY_VARS[provider]
+    api_key = next((env[name].strip() for name in key_vars if env.get(name, "").strip()), None)
+    # A custom base URL for "openai" is usually a local server (vLLM, LM Studio) that needs no key.
+    needs_key = provider == "anthropic" or (provider == "openai" and base_url is None)
+    if needs_key and api_key is None:
+        raise ConfigError(
+            f"{key_vars[0]}: STIGMER_LLM_PROVIDER={provider} needs an API key; set {' or '.join(key_vars)}"
+        )
+    return LLMSettings(
+        provider=provider,
+        model=env.get("STIGMER_LLM_MODEL", "").strip() or LLM_DEFAULT_MODELS[provider],
+        base_url=base_url or LLM_DEFAULT_BASE_URLS[provider],
+        api_key=api_key,
+        max_tokens=_int(env, "STIGMER_LLM_MAX_TOKENS", 4096, minimum=1),
+        temperature=_number(env, "STIGMER_LLM_TEMPERATURE", 0, 2, "a number"),
+        timeout=_seconds(env, "STIGMER_LLM_TIMEOUT", 300.0, minimum=1),
+    )
+
+
+def _url(env: Mapping[str, str], name: str) -> str | None:
+    value = _optional(env, name)
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name}: expected an http:// or https:// URL, got {value!r}")
+    return value.rstrip("/")
 
 
 def _temporal_connect_config(env: dict[str, str], notes: list[str]) -> dict[str, Any]:
@@ -183,16 +273,21 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> in
     return value
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+def _seconds(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0) -> float:
+    value = _number(env, name, minimum, 3600, "seconds")
+    return default if value is None else value
+
+
+def _number(env: Mapping[str, str], name: str, low: float, high: float, what: str) -> float | None:
     raw = env.get(name, "").strip()
     if not raw:
-        return default
+        return None
     try:
         value = float(raw)
     except ValueError:
-        value = -1.0
-    if not 0 <= value <= 3600:
-        raise ConfigError(f"{name}: expected seconds between 0 and 3600, got {raw!r}")
+        value = math.nan
+    if not low <= value <= high:
+        raise ConfigError(f"{name}: expected {what} between {low:g} and {high:g}, got {raw!r}")
     return value
 
 

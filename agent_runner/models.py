@@ -1,19 +1,78 @@
-"""Plain data passed between a client, the workflow and its activity (JSON-serialisable)."""
+"""Plain data passed between a client, the workflow and its activity (JSON-serialisable).
+
+A run is started with an AgentRequest as JSON, e.g. with the Temporal CLI:
+    temporal workflow execute --type AgentExecution --task-queue agent_execution_runner \\
+        --input '{"instructions": "Write hello.txt", "workspace": "demo"}'
+Only "instructions" is required.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# Statuses of a finished run (AgentResult.status).
+COMPLETED = "completed"  # the model gave its final answer
+FAILED = "failed"  # the provider refused or kept failing; `error` says why
+CANCELLED = "cancelled"  # the workflow was cancelled; the steps so far are kept
+LIMIT_REACHED = "limit_reached"  # max_steps or max_seconds ran out before a final answer
+
+MAX_STEPS_LIMIT = 200
+MAX_SECONDS_LIMIT = 6 * 3600
+
 
 @dataclass
 class AgentRequest:
     instructions: str
-    workspace: str = "default"  # subdirectory of the workspace root for this run
+    system_prompt: str | None = None  # added after the built-in one, which explains the workspace and tools
+    model: str | None = None  # overrides STIGMER_LLM_MODEL for this run
+    max_steps: int = 20  # model turns, each one LLM call followed by the tools it asked for
+    max_seconds: float = 600  # wall time of the whole run
+    workspace: str = ""  # subdirectory of the workspace root; empty: the workflow id
+
+
+@dataclass
+class ToolCall:
+    name: str
+    arguments: str  # the arguments as JSON, shortened
+    ok: bool  # False when the tool refused or failed; the model was told why
+    result: str  # the tool's answer, shortened
+
+
+@dataclass
+class Step:
+    number: int
+    text: str  # what the model said alongside its tool calls (or its final answer), shortened
+    tool_calls: list[ToolCall] = field(default_factory=list)
+
+
+@dataclass
+class TokenUsage:
+    input_tokens: int | None = None  # None: the provider did not report it
+    output_tokens: int | None = None
 
 
 @dataclass
 class AgentResult:
-    status: str  # completed | failed
-    output: str
-    workspace: str
-    files: list[str] = field(default_factory=list)  # paths relative to the run's directory
+    status: str  # completed | failed | cancelled | limit_reached
+    final_answer: str
+    workspace: str  # the run's directory, relative to the workspace root
+    model: str = ""
+    error: str | None = None  # why the run failed or stopped early
+    steps: list[Step] = field(default_factory=list)
+    # Paths relative to the run's directory, found by comparing it before and after the run.
+    files_created: list[str] = field(default_factory=list)
+    files_changed: list[str] = field(default_factory=list)
+    files_deleted: list[str] = field(default_factory=list)
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    seconds: float = 0.0
+
+
+def request_problem(request: AgentRequest) -> str | None:
+    """Why the request cannot run, in one line, or None. Pure: the workflow calls it."""
+    if not isinstance(request.instructions, str) or not request.instructions.strip():
+        return "instructions: expected the task for the agent, got nothing"
+    if not isinstance(request.max_steps, int) or not 1 <= request.max_steps <= MAX_STEPS_LIMIT:
+        return f"max_steps: expected a whole number from 1 to {MAX_STEPS_LIMIT}, got {request.max_steps!r}"
+    if not isinstance(request.max_seconds, int | float) or not 1 <= request.max_seconds <= MAX_SECONDS_LIMIT:
+        return f"max_seconds: expected seconds from 1 to {MAX_SECONDS_LIMIT}, got {request.max_seconds!r}"
+    return None

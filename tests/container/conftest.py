@@ -62,6 +62,25 @@ def engine() -> str:
 
 
 @pytest.fixture
+def agent_llm() -> Iterator[Any]:
+    """A scripted OpenAI-compatible server on loopback (reached with --network host) for one
+    agent run: it asks to write note.md with the given text, then answers "done".
+    Returns the worker's LLM environment."""
+    from contextlib import ExitStack
+
+    from tests.fake_llm import fake_llm, openai_answer, openai_tools
+
+    with ExitStack() as stack:
+
+        def start(text: str) -> dict[str, str]:
+            script = [openai_tools(("write_file", {"path": "note.md", "content": text})), openai_answer("done")]
+            llm = stack.enter_context(fake_llm(script))
+            return {"STIGMER_LLM_PROVIDER": "openai", "STIGMER_LLM_BASE_URL": llm.url, "STIGMER_LLM_API_KEY": "sk-test"}
+
+        yield start
+
+
+@pytest.fixture
 def run_container() -> Iterator[Any]:
     """Start containers of the image; every one is removed by id afterwards, even on failure."""
     started: list[str] = []
@@ -102,16 +121,17 @@ def run_agent(address: str, task_queue: str, workspace: str, instructions: str) 
 
     from temporalio.client import Client
 
-    from agent_runner.models import AgentRequest
+    from agent_runner.models import AgentRequest, AgentResult
     from agent_runner.workflows import AgentExecutionWorkflow
 
     async def run() -> Any:
         client = await Client.connect(address)
-        return await client.execute_workflow(
+        result: AgentResult = await client.execute_workflow(
             AgentExecutionWorkflow.run,
             AgentRequest(instructions=instructions, workspace=workspace),
             id=f"wf-{uuid.uuid4().hex[:8]}",
             task_queue=task_queue,
         )
+        return result
 
     return asyncio.run(run())

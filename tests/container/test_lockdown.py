@@ -17,17 +17,17 @@ LOCKED_DOWN = ("--read-only", "--tmpfs=/tmp", "--cap-drop=ALL", "--security-opt=
 
 
 def test_read_only_no_capabilities_no_new_privileges(
-    temporal: TemporalServer, run_container: Any, tmp_path: Path, figure: Callable[[str, str], None]
+    temporal: TemporalServer, run_container: Any, agent_llm: Any, tmp_path: Path, figure: Callable[[str, str], None]
 ) -> None:
     workspace = tmp_path / "ws"
     workspace.mkdir()
     os.chown(workspace, 1000, 1000)
-    env = worker_env(temporal.address)
+    env = {**worker_env(temporal.address), **agent_llm("run locked down")}
     container = run_container("--network=host", *FAST_HEALTH, *LOCKED_DOWN, f"--volume={workspace}:/workspace", env=env)
     wait_health(container, "healthy", timeout=30)
     result = run_agent(temporal.address, env["TEMPORAL_TASK_QUEUE"], "locked", "run locked down")
-    assert result.status == "completed"
-    assert (workspace / "locked" / "instructions.md").read_text() == "run locked down"
+    assert result.status == "completed", result.error
+    assert (workspace / "locked" / "note.md").read_text() == "run locked down"
     figure(
         "healthy and runs a workflow with --read-only, tmpfs /tmp, --cap-drop ALL, no-new-privileges",
         "healthy, 1/1 run",
@@ -35,14 +35,14 @@ def test_read_only_no_capabilities_no_new_privileges(
 
 
 def test_arbitrary_uid_in_group_0_as_on_openshift(
-    temporal: TemporalServer, run_container: Any, figure: Callable[[str, str], None]
+    temporal: TemporalServer, run_container: Any, agent_llm: Any, figure: Callable[[str, str], None]
 ) -> None:
-    env = worker_env(temporal.address)
+    env = {**worker_env(temporal.address), **agent_llm("run as 12345")}
     # The image's own /workspace volume (1000:0, mode 775), as a fresh pod would have it.
     container = run_container("--network=host", *FAST_HEALTH, *LOCKED_DOWN, "--user=12345:0", env=env)
     wait_health(container, "healthy", timeout=30)
     result = run_agent(temporal.address, env["TEMPORAL_TASK_QUEUE"], "openshift", "run as 12345")
-    assert result.status == "completed"
+    assert result.status == "completed", result.error
     listing = subprocess.run(
         [
             DOCKER,
@@ -52,7 +52,7 @@ def test_arbitrary_uid_in_group_0_as_on_openshift(
             "-c",
             "%u %g %A %n",
             "/workspace/openshift",
-            "/workspace/openshift/instructions.md",
+            "/workspace/openshift/note.md",
         ],
         capture_output=True,
         text=True,

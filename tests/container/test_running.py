@@ -20,19 +20,20 @@ def test_turns_healthy_against_the_dev_server(temporal: TemporalServer, run_cont
     assert last["Output"].startswith("healthy: agent-runner/")
 
 
-def test_runs_a_workflow_writing_into_a_mounted_workspace(
-    temporal: TemporalServer, run_container: Any, tmp_path: Path
+def test_runs_an_agent_writing_into_a_mounted_workspace(
+    temporal: TemporalServer, run_container: Any, agent_llm: Any, tmp_path: Path
 ) -> None:
     workspace = tmp_path / "workspace"
     workspace.mkdir()
     os.chown(workspace, 1000, 1000)  # the documented way: the host directory belongs to UID 1000
-    env = worker_env(temporal.address)
+    env = {**worker_env(temporal.address), **agent_llm("hello from the test")}
     container = run_container("--network=host", *FAST_HEALTH, f"--volume={workspace}:/workspace", env=env)
     wait_health(container, "healthy", timeout=30)
 
     result = run_agent(temporal.address, env["TEMPORAL_TASK_QUEUE"], "run-1", "hello from the test")
-    assert result.status == "completed"
-    written = workspace / "run-1" / "instructions.md"
+    assert result.status == "completed", result.error
+    assert result.files_created == ["note.md"]
+    written = workspace / "run-1" / "note.md"
     assert written.read_text() == "hello from the test"
     assert (written.stat().st_uid, written.stat().st_gid) == (1000, 1000)
 

@@ -16,8 +16,6 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from agent_runner.health import BEAT_MAX_AGE
-from agent_runner.models import AgentRequest, AgentResult
-from agent_runner.workflows import WORKFLOW_NAME, AgentExecutionWorkflow
 from tests.helpers import ROOT, TemporalServer, free_port, wait_for
 from tests.integration.conftest import WorkerProcess
 
@@ -107,23 +105,6 @@ def test_worker_waits_for_temporal_then_becomes_healthy(worker_factory: type[Wor
         assert worker.proc is not None and worker.proc.poll() is None
     finally:
         server.stop()
-
-
-def test_workflow_runs_end_to_end(temporal: TemporalServer, worker: WorkerProcess) -> None:
-    async def run() -> AgentResult:
-        client = await Client.connect(temporal.address)
-        return await client.execute_workflow(
-            AgentExecutionWorkflow.run,
-            AgentRequest(instructions="write the report", workspace="run-1"),
-            id=f"wf-{worker.task_queue}",
-            task_queue=worker.task_queue,
-        )
-
-    result = asyncio.run(run())
-    assert result.status == "completed"
-    assert (worker.workspace / "run-1" / "instructions.md").read_text() == "write the report"
-    assert sorted(p.name for p in (worker.workspace / "run-1").iterdir()) == sorted(result.files)
-    assert WORKFLOW_NAME == "AgentExecution"
 
 
 @pytest.mark.parametrize(

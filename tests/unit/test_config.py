@@ -108,3 +108,12 @@ def test_api_key_file_problems_name_the_variable(
         env["TEMPORAL_API_KEY"] = "inline"
     with pytest.raises(ConfigError, match=f"^TEMPORAL_API_KEY_FILE: {expected}"):
         load_settings(env)
+
+
+def test_llm_key_can_come_from_a_mounted_file(tmp_path: Path) -> None:
+    secret = tmp_path / "llm_key"
+    secret.write_text("sk-from-file\n")
+    settings = load_settings({"STIGMER_LLM_PROVIDER": "anthropic", "STIGMER_LLM_API_KEY_FILE": str(secret)})
+    assert settings.llm is not None
+    assert settings.llm.api_key == "sk-from-file"
+    assert "sk-from-file" not in repr(settings)
