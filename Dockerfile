@@ -32,7 +32,6 @@ RUN --mount=type=cache,target=/root/.cache/pypoetry \
 
 # ---- binutils: only for `strip`; built in parallel with deps.
 FROM ${BASE_IMAGE} AS binutils
-# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends binutils \
     && rm -rf /var/lib/apt/lists/*

@@ -18,6 +18,8 @@ TEMPORAL_ADDRESS  ?= localhost:7233
 POETRY            ?= poetry
 PYTEST_ARGS       ?=
 BENCH_ARGS        ?=
+PROMPT            ?=
+RUN_WORKSPACE     ?=
 
 REVISION          ?= $(shell git rev-parse --verify -q HEAD || echo unknown)
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
@@ -25,11 +27,12 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 VENV := .venv
 BIN  := $(VENV)/bin
 TUNABLES := IMAGE VERSION BASE_IMAGE CONTAINER_RUNTIME DOCKER CA_BUNDLE LOCAL_CONTAINER WORKSPACE_DIR \
-            TEMPORAL_ADDRESS POETRY PYTEST_ARGS BENCH_ARGS REVISION SOURCE_DATE_EPOCH
+            TEMPORAL_ADDRESS POETRY PYTEST_ARGS BENCH_ARGS PROMPT RUN_WORKSPACE REVISION SOURCE_DATE_EPOCH
+export PROMPT
 export IMAGE VERSION BASE_IMAGE CONTAINER_RUNTIME DOCKER CA_BUNDLE LOCAL_CONTAINER WORKSPACE_DIR \
        TEMPORAL_ADDRESS REVISION SOURCE_DATE_EPOCH
 
-.PHONY: help install lint typecheck unit build base-image build-image run-local test-image test bench logs stop clean
+.PHONY: help install lint typecheck unit build base-image build-image run-local test-image test bench submit logs stop clean
 
 help: # @HELP list the targets and the tunable variables with their current values
 	@echo "Targets:"
@@ -71,11 +74,15 @@ run-local: install # @HELP run the image against Temporal at TEMPORAL_ADDRESS (s
 test-image: install # @HELP container tests against the already built image IMAGE:VERSION
 	AGENT_RUNNER_IMAGE=$(IMAGE):$(VERSION) $(BIN)/pytest tests/container $(PYTEST_ARGS)
 
-test: lint typecheck build-image # @HELP everything: lint, type check, build the image, unit + integration + container tests
-	AGENT_RUNNER_IMAGE=$(IMAGE):$(VERSION) $(BIN)/pytest tests $(PYTEST_ARGS)
+test: lint typecheck build-image # @HELP everything: lint, type check, image, all suites; rewrites docs/reliability.md
+	AGENT_RUNNER_IMAGE=$(IMAGE):$(VERSION) RELIABILITY_REPORT=docs/reliability.md $(BIN)/pytest tests $(PYTEST_ARGS)
 
 bench: install build-image # @HELP measure size, build, time to healthy, health-check cost, stop (writes bench/results.md)
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
+
+submit: install # @HELP start an agent run and wait for its result: make submit PROMPT="..." [RUN_WORKSPACE=dir]
+	@test -n "$$PROMPT" || { echo 'submit: say what to do, e.g. make submit PROMPT="Write hello.py that prints hello"'; exit 2; }
+	$(BIN)/python -m agent_runner.submit "$$PROMPT" $(if $(RUN_WORKSPACE),--workspace $(RUN_WORKSPACE)) --wait
 
 logs: # @HELP follow the logs of the run-local container
 	$(DOCKER) logs -f $(LOCAL_CONTAINER)

@@ -65,18 +65,24 @@ def engine() -> str:
 def agent_llm() -> Iterator[Any]:
     """A scripted OpenAI-compatible server on loopback (reached with --network host) for one
     agent run: it asks to write note.md with the given text, then answers "done".
-    Returns the worker's LLM environment."""
+    Returns the worker's LLM environment; the server itself is in `agent_llm.servers`."""
     from contextlib import ExitStack
 
     from tests.fake_llm import fake_llm, openai_answer, openai_tools
 
     with ExitStack() as stack:
+        servers: list[Any] = []
 
-        def start(text: str) -> dict[str, str]:
+        def start(text: str, key: str = "sk-test") -> dict[str, str]:
             script = [openai_tools(("write_file", {"path": "note.md", "content": text})), openai_answer("done")]
-            llm = stack.enter_context(fake_llm(script))
-            return {"STIGMER_LLM_PROVIDER": "openai", "STIGMER_LLM_BASE_URL": llm.url, "STIGMER_LLM_API_KEY": "sk-test"}
+            servers.append(stack.enter_context(fake_llm(script)))
+            return {
+                "STIGMER_LLM_PROVIDER": "openai",
+                "STIGMER_LLM_BASE_URL": servers[-1].url,
+                "STIGMER_LLM_API_KEY": key,
+            }
 
+        start.servers = servers  # type: ignore[attr-defined]
         yield start
 
 

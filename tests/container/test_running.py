@@ -60,17 +60,44 @@ def test_docker_stop_is_quick_and_exits_0(temporal: TemporalServer, run_containe
     assert "stopped" in docker("logs", container).stdout
 
 
-def test_secrets_stay_out_of_logs_and_health_log(temporal: TemporalServer, run_container: Any) -> None:
-    sentinel = f"sentinel-{uuid.uuid4().hex}"
-    # TEMPORAL_TLS=false keeps the connection plain, so the key is sent and the worker gets healthy.
-    env = {**worker_env(temporal.address), "TEMPORAL_API_KEY": sentinel, "TEMPORAL_TLS": "false"}
-    container = run_container("--network=host", *FAST_HEALTH, "--env=STIGMER_LOG_LEVEL=DEBUG", env=env)
+def test_secrets_from_mounted_files_stay_out_of_inspect_logs_health_and_results(
+    temporal: TemporalServer, run_container: Any, agent_llm: Any, tmp_path: Path, figure: Any
+) -> None:
+    temporal_key, llm_key = (f"sentinel-{kind}-{uuid.uuid4().hex}" for kind in ("temporal", "llm"))
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "temporal_api_key").write_text(temporal_key)
+    (secrets / "llm_api_key").write_text(llm_key)
+    secrets.chmod(0o755)
+    for item in secrets.iterdir():
+        item.chmod(0o644)
+    env = {**worker_env(temporal.address), **agent_llm("secret-free note")}
+    del env["STIGMER_LLM_API_KEY"]
+    env |= {
+        "TEMPORAL_API_KEY_FILE": "/run/secrets/temporal_api_key",
+        "TEMPORAL_TLS": "false",  # plain, so the dev server accepts the key and the worker gets healthy
+        "STIGMER_LLM_API_KEY_FILE": "/run/secrets/llm_api_key",
+        "STIGMER_LOG_LEVEL": "DEBUG",
+    }
+    container = run_container("--network=host", *FAST_HEALTH, f"--volume={secrets}:/run/secrets:ro", env=env)
     wait_health(container, "healthy", timeout=30)
+    result = run_agent(temporal.address, env["TEMPORAL_TASK_QUEUE"], "secrets", "write a note")
+    assert result.status == "completed", result.error
+    server = agent_llm.servers[-1]
+    assert server.requests[0].headers["authorization"] == f"Bearer {llm_key}"  # the key was really used
     docker("stop", container)
-    logs = docker("logs", container)
-    health_log = str(inspect(container)["State"]["Health"])
-    assert sentinel not in logs.stdout + logs.stderr
-    assert sentinel not in health_log
+    places = {
+        "docker inspect": docker("inspect", container).stdout,
+        "container logs": docker("logs", container).stdout + docker("logs", container).stderr,
+        "run result": repr(result),
+    }
+    for place, text in places.items():
+        for sentinel in (temporal_key, llm_key):
+            assert sentinel not in text, f"a key leaked into {place}"
+    figure(
+        "API keys given as mounted files reach no docker inspect, health log, log line or result",
+        f"2 sentinel keys, 0 found in {len(places)} places",
+    )
 
 
 def test_bad_configuration_exits_2_with_one_line(run_container: Any) -> None:
