@@ -36,10 +36,15 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends binutils \
     && rm -rf /var/lib/apt/lists/*
 
-# ---- venv: the finished venv: native libraries stripped of debug symbols, bytecode compiled.
+# ---- venv: the finished venv: native libraries stripped of debug symbols (-7 MB), bytecode
+# compiled. The two largest pure-Python trees, the Temporal SDK and protobuf, keep only their
+# bytecode (-5 MB): tracebacks through them show file and line but not the line's text.
 FROM binutils AS venv
 COPY --from=deps /opt/venv /opt/venv
+WORKDIR /opt/venv/lib/python3.11/site-packages
 RUN find /opt/venv -name '*.so' -exec strip --strip-unneeded {} + \
+    && python -m compileall -q -b -j 0 temporalio google \
+    && find temporalio google \( -name '*.py' -o -name __pycache__ \) -prune -exec rm -rf {} + \
     && python -m compileall -q -j 0 /opt/venv/lib
 
 # ---- runtime: the base image, the venv, the code, an unprivileged user. No compilers, no Poetry, no caches.

@@ -160,7 +160,8 @@ def test_idle_worker_probed_every_5s_never_fails(temporal: TemporalServer, run_c
             seen[entry["Start"]] = entry["ExitCode"]
         time.sleep(5)
     failures = sum(code != 0 for code in seen.values())
-    assert len(seen) >= minutes * 60 / 5 * 0.9, f"only {len(seen)} probes seen"
+    # Docker starts the next probe 5 s after the last one ends, so a probe every 5-6 s.
+    assert len(seen) >= minutes * 60 / 6, f"only {len(seen)} probes seen in {minutes:g} min"
     assert failures == 0, f"{failures} failing probes of {len(seen)}"
     figure(
         f"no false unhealthy for an idle worker probed every 5 s for {minutes:g} min",
