@@ -1,5 +1,6 @@
 # agent-runner: a Temporal worker for AI-agent runs. Build with BuildKit (buildx, or DOCKER_BUILDKIT=1).
-# Stages: poetry -> deps (venv from poetry.lock) -> venv (stripped, compiled) -> runtime (no build tools).
+# Stages: poetry -> deps (venv from poetry.lock) -> venv (stripped, compiled); app (the code, compiled);
+# runtime: the base image plus those two, and no build tools.
 ARG BASE_IMAGE=python:3.11-slim
 
 # ---- poetry: the dependency manager, in its own venv; it never reaches the runtime stage.
@@ -47,6 +48,12 @@ RUN find /opt/venv -name '*.so' -exec strip --strip-unneeded {} + \
     && find temporalio google \( -name '*.py' -o -name __pycache__ \) -prune -exec rm -rf {} + \
     && python -m compileall -q -j 0 /opt/venv/lib
 
+# ---- app: the worker's code, byte-compiled, to be copied into the runtime stage as one layer.
+FROM ${BASE_IMAGE} AS app
+COPY healthcheck.py /app/
+COPY agent_runner/ /app/agent_runner/
+RUN python -m compileall -q /app
+
 # ---- runtime: the base image, the venv, the code, an unprivileged user. No compilers, no Poetry, no caches.
 FROM ${BASE_IMAGE} AS runtime
 # UID/GID 1000 by number, so Kubernetes' runAsNonRoot can verify it. /workspace is owned by
@@ -68,11 +75,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 # so a source edit does not redo it.
 RUN python -c "import temporalio.client, temporalio.worker, temporalio.service, temporalio.envconfig, \
     argparse, json, logging, secrets, signal, socket"
-COPY --chown=root:root healthcheck.py /app/
-COPY --chown=root:root agent_runner/ /app/agent_runner/
-RUN python -m compileall -q /app
+COPY --from=app --chown=root:root /app /app
 ENV PYTHONDONTWRITEBYTECODE=1
-WORKDIR /app
 VOLUME ["/workspace"]
 USER 1000:1000
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gzip
 import json
 import os
@@ -25,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -263,13 +261,11 @@ def runtime_figures(c: Candidate, server: TemporalServer, runs: int, probes: int
             queue = f"bench-{uuid.uuid4().hex[:8]}"
             container = start_worker(c, server.address, slow_llm, queue)
             seconds_to_healthy(c, container)
-            submitter = threading.Thread(target=_submit_quietly, args=(server.address, queue), daemon=True)
-            submitter.start()
+            asyncio.run(start_run(server.address, queue))
             _wait(lambda: bool(slow_llm.requests), "the run to reach the model", 30)
             took, code = stop(container)
             busy_stops.append(took)
             codes.append(code)
-            submitter.join(timeout=60)
     with fake_llm([openai_answer("done") for _ in range(workflows)]) as fast_llm:
         queue = f"bench-{uuid.uuid4().hex[:8]}"
         container = start_worker(c, server.address, fast_llm, queue)
@@ -293,10 +289,19 @@ def runtime_figures(c: Candidate, server: TemporalServer, runs: int, probes: int
     }
 
 
-def _submit_quietly(address: str, queue: str) -> None:
-    # The run may fail once its worker is stopped (the baseline is killed): only the stop is measured.
-    with contextlib.suppress(BaseException):
-        asyncio.run(submit_runs(address, queue, 1, 1))
+async def start_run(address: str, queue: str) -> None:
+    from temporalio.client import Client
+
+    from agent_runner.models import AgentRequest
+    from agent_runner.workflows import AgentExecutionWorkflow
+
+    client = await Client.connect(address)
+    await client.start_workflow(
+        AgentExecutionWorkflow.run,
+        AgentRequest(instructions="say done"),
+        id=f"bench-{uuid.uuid4().hex}",
+        task_queue=queue,
+    )
 
 
 def _wait(probe: Callable[[], bool], what: str, timeout: float) -> None:
