@@ -20,16 +20,17 @@ FROM poetry AS deps
 ENV POETRY_NO_INTERACTION=1 POETRY_CACHE_DIR=/root/.cache/pypoetry
 WORKDIR /src
 COPY pyproject.toml poetry.lock ./
-# Removed after install, never used at run time: the SDK's bundled Rust sources, its
-# optional integrations (contrib) and every type stub.
+# Removed after install, never used at run time: the SDK's bundled Rust sources, its optional
+# integrations (contrib), its test-server helpers, gRPC stubs (imported only with grpcio, which
+# is not installed), every type stub, and pip's uninstall lists (RECORD).
 RUN --mount=type=cache,target=/root/.cache/pypoetry \
     --mount=type=secret,id=ca,target=/run/secrets/ca \
     if [ -s /run/secrets/ca ]; then export REQUESTS_CA_BUNDLE=/run/secrets/ca; fi \
     && python -m venv --without-pip /opt/venv \
     && VIRTUAL_ENV=/opt/venv /opt/poetry/bin/poetry install --only main --no-root --no-ansi \
     && sdk=/opt/venv/lib/python3.11/site-packages/temporalio \
-    && rm -rf "$sdk"/bridge/sdk-core "$sdk"/bridge/src "$sdk"/bridge/Cargo.* "$sdk"/contrib \
-    && find /opt/venv -name '*.pyi' -delete
+    && rm -rf "$sdk"/bridge/sdk-core "$sdk"/bridge/src "$sdk"/bridge/Cargo.* "$sdk"/contrib "$sdk"/testing \
+    && find /opt/venv \( -name '*.pyi' -o -name '*_pb2_grpc.py' -o -name RECORD \) -delete
 
 # ---- binutils: only for `strip`; built in parallel with deps.
 FROM ${BASE_IMAGE} AS binutils
@@ -69,12 +70,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
     PYTHONUNBUFFERED=1 \
     STIGMER_WORKSPACE_ROOT=/workspace
-# Bytecode for the standard-library modules the SDK and the worker import: the base image
-# ships none, and user 1000 could not write it, so every start and every probe would compile
-# them again. Importing them once as root writes exactly those. Before the code is copied,
-# so a source edit does not redo it.
-RUN python -c "import temporalio.client, temporalio.worker, temporalio.service, temporalio.envconfig, \
-    argparse, json, logging, secrets, signal, socket"
+# Bytecode for the standard-library modules the health check imports: the base image ships
+# none, and user 1000 could not write it, so every probe (every 30 s, for the container's
+# life) would compile them again. Importing them once as root writes exactly those (2.8 MB);
+# the worker's other modules are compiled once per start instead (1.2 MB saved).
+# Before the code is copied, so a source edit does not redo it.
+RUN python -c "import temporalio.service, temporalio.envconfig, asyncio, json, logging, threading, traceback"
 COPY --from=app --chown=root:root /app /app
 ENV PYTHONDONTWRITEBYTECODE=1
 VOLUME ["/workspace"]
