@@ -13,7 +13,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=secret,id=ca,target=/run/secrets/ca \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
     && python -m venv /opt/poetry \
-    && /opt/poetry/bin/pip install --quiet "poetry==${POETRY_VERSION}"
+    && /opt/poetry/bin/pip install --quiet --no-compile "poetry==${POETRY_VERSION}"
 
 # ---- deps: /opt/venv from poetry.lock (hashes checked). Dependencies only: a source edit reuses it.
 FROM poetry AS deps
