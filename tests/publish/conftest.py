@@ -146,6 +146,10 @@ class Runtime:
     def image(self) -> str:
         return f"{self.registry.host}/{self.repository}"
 
+    @property
+    def authfile(self) -> Path:
+        return self.home / ("docker-config/config.json" if self.name == "docker" else "auth.json")
+
     def run(self, *args: str, check: bool = True, timeout: float = 300, **kw: Any) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [self.cli, *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False, **kw
@@ -173,6 +177,9 @@ class Runtime:
         )
         made = Made(result.returncode, result.stdout, result.stderr, time.monotonic() - started)
         print(f"[time] {self.name}: make {target} {' '.join(variables)}: {made.seconds:.1f}s (rc {made.rc})")
+        for line in made.stdout.splitlines():  # build-image.sh's own "built IMAGE:TAG in Ns, N MB"
+            if line.startswith("build-image: built "):
+                print(f"[time] {self.name}: {line}")
         return made
 
     def login_env(self, token: str | None = None) -> dict[str, str]:
@@ -333,10 +340,11 @@ def base_images() -> Iterator[None]:
 
 @pytest.fixture(scope="module", params=["docker", "podman"])
 def runtime(request: pytest.FixtureRequest, registry: Registry, base_images: None) -> Iterator[Runtime]:
-    """Docker, then Podman, each with fresh credentials; Podman with a store of its own."""
+    """Docker, then Podman, each with fresh credentials; Podman with a store of its own.
+    Each test module pushes to a repository of its own (its REPOSITORY), per runtime."""
     home = Path(tempfile.mkdtemp(prefix=f"agent-runner-{request.param}-"))
     make = docker_runtime if request.param == "docker" else podman_runtime
-    runtime = make(registry, home, f"{request.param}/agent-runner")
+    runtime = make(registry, home, f"{request.param}/{getattr(request.module, 'REPOSITORY', 'agent-runner')}")
     try:
         if runtime.name == "podman":
             seed_podman_base(runtime)
@@ -349,14 +357,22 @@ def runtime(request: pytest.FixtureRequest, registry: Registry, base_images: Non
 
 
 def seed_podman_base(runtime: Runtime) -> None:
-    """Give the Podman store the base Docker already has, instead of bootstrapping it again."""
-    if subprocess.run([DOCKER, "image", "inspect", BASE], capture_output=True, check=False).returncode != 0:
-        return  # build-image.sh builds the offline stand-in in Podman's store by itself
-    started = time.monotonic()
-    save = subprocess.Popen([DOCKER, "save", BASE], stdout=subprocess.PIPE)
-    loaded = subprocess.run(
-        ["podman", "load"], stdin=save.stdout, env=runtime.env, capture_output=True, text=True, timeout=300, check=False
-    )
-    save.wait(timeout=60)
-    assert loaded.returncode == 0, loaded.stderr
-    timed(f"podman: base {BASE} copied from Docker", started)
+    """Give the Podman store the bases Docker already has, instead of bootstrapping them again.
+    A missing one is built offline in Podman's store by build-image.sh itself."""
+    for ref in (BASE, f"{BASE}-arm64"):
+        if subprocess.run([DOCKER, "image", "inspect", ref], capture_output=True, check=False).returncode != 0:
+            continue
+        started = time.monotonic()
+        save = subprocess.Popen([DOCKER, "save", ref], stdout=subprocess.PIPE)
+        loaded = subprocess.run(
+            ["podman", "load"],
+            stdin=save.stdout,
+            env=runtime.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        save.wait(timeout=60)
+        assert loaded.returncode == 0, loaded.stderr
+        timed(f"podman: base {ref} copied from Docker", started)

@@ -1,94 +1,77 @@
 """push-multiarch: one manifest list for linux/amd64 and linux/arm64, and the arm64 image works
-under emulation. With the CI's engine (Docker: buildx, or BuildKit per platform + docker manifest)."""
+under emulation. With Docker (buildx, or BuildKit per platform + docker manifest), then Podman
+(build --platform --manifest + manifest push --all)."""
 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.helpers import TemporalServer
-from tests.publish.conftest import Made, Registry, Runtime, docker_runtime
+from tests.publish.conftest import Made, Runtime
 
+REPOSITORY = "agent-runner-multiarch"  # per runtime, apart from test_push's
 VERSION = "v2.0.0"
 FAST_HEALTH = ("--health-interval=2s", "--health-retries=2", "--health-start-period=0s")
 
 
 @pytest.fixture(scope="module")
-def multiarch(registry: Registry, base_images: None) -> Iterator[tuple[Runtime, Made]]:
-    """One `make push-multiarch VERSION=v2.0.0` for the whole module (arm64 builds under qemu are slow)."""
-    home = Path(tempfile.mkdtemp(prefix="agent-runner-multiarch-"))
-    runtime = docker_runtime(registry, home, "multiarch/agent-runner")
-    try:
-        login = runtime.make("docker-login", env=runtime.login_env())
-        assert login.rc == 0, login.output
-        made = runtime.make("push-multiarch", f"VERSION={VERSION}", "PLATFORMS=linux/amd64,linux/arm64")
-        for arch in ("amd64", "arm64"):
-            runtime.remember_image(f"{runtime.image}:{VERSION}-{arch}")
-        yield runtime, made
-    finally:
-        runtime.cleanup()
-        shutil.rmtree(home, ignore_errors=True)
+def multiarch(runtime: Runtime) -> Made:
+    """One `make push-multiarch VERSION=v2.0.0` per runtime for the module (arm64 under qemu is slow)."""
+    login = runtime.make("docker-login", env=runtime.login_env())
+    assert login.rc == 0, login.output
+    made = runtime.make("push-multiarch", f"VERSION={VERSION}", "PLATFORMS=linux/amd64,linux/arm64")
+    for arch in ("amd64", "arm64"):
+        runtime.remember_image(f"{runtime.image}:{VERSION}-{arch}")
+    return made
 
 
-def skopeo_raw(runtime: Runtime, tag: str) -> dict[str, object]:
+def skopeo_raw(runtime: Runtime, tag: str) -> dict[str, Any]:
     result = runtime.run_tool(
         "skopeo",
         "inspect",
         "--raw",
         "--tls-verify=false",
         "--authfile",
-        str(runtime.home / "docker-config/config.json"),
+        str(runtime.authfile),
         f"docker://{runtime.image}:{tag}",
     )
     return dict(json.loads(result.stdout))
 
 
-def platforms(manifest: dict[str, object]) -> list[str]:
+def platforms(manifest: dict[str, Any]) -> list[str]:
     entries = manifest.get("manifests")
     assert isinstance(entries, list), f"not a list: {manifest}"
     return sorted(f"{m['platform']['os']}/{m['platform']['architecture']}" for m in entries)
 
 
-def arm64_ref(runtime: Runtime) -> str:
-    manifest = skopeo_raw(runtime, VERSION)
-    entries = manifest["manifests"]
-    assert isinstance(entries, list)
-    digest = next(m["digest"] for m in entries if m["platform"]["architecture"] == "arm64")
-    return f"{runtime.image}@{digest}"
-
-
 @pytest.fixture(scope="module")
-def arm64_image(multiarch: tuple[Runtime, Made]) -> str:
-    """The arm64 image of the list, pulled from the registry by digest."""
-    runtime, made = multiarch
-    assert made.rc == 0, made.output[-4000:]
-    ref = arm64_ref(runtime)
+def arm64_image(runtime: Runtime, multiarch: Made) -> str:
+    """The arm64 image of the list, pulled from the registry by its digest."""
+    assert multiarch.rc == 0, multiarch.output[-4000:]
+    entries = skopeo_raw(runtime, VERSION)["manifests"]
+    digest = next(m["digest"] for m in entries if m["platform"]["architecture"] == "arm64")
+    ref = f"{runtime.image}@{digest}"
     runtime.run("pull", ref)
     runtime.remember_image(ref)
     return ref
 
 
-def test_push_multiarch_publishes_a_list_of_exactly_amd64_and_arm64(multiarch: tuple[Runtime, Made]) -> None:
-    runtime, made = multiarch
-    assert made.rc == 0, made.output[-4000:]
+def test_push_multiarch_publishes_a_list_of_exactly_amd64_and_arm64(runtime: Runtime, multiarch: Made) -> None:
+    assert multiarch.rc == 0, multiarch.output[-4000:]
     for tag in (VERSION, "v2.0", "v2"):
         assert platforms(skopeo_raw(runtime, tag)) == ["linux/amd64", "linux/arm64"], tag
     assert "latest" not in runtime.registry.tags(runtime.repository)
 
 
-def test_arm64_image_runs_under_emulation_and_imports_the_worker(
-    multiarch: tuple[Runtime, Made], arm64_image: str
-) -> None:
-    runtime, _ = multiarch
-    config = json.loads(runtime.run("image", "inspect", arm64_image).stdout)[0]
-    assert config["Architecture"] == "arm64"
+def test_arm64_image_runs_under_emulation_and_imports_the_worker(runtime: Runtime, arm64_image: str) -> None:
+    data = json.loads(runtime.run("image", "inspect", arm64_image).stdout)[0]
+    assert data["Architecture"] == "arm64"
+    assert data["Config"].get("Healthcheck") or data.get("Healthcheck"), "the arm64 image lost its health check"
     started = time.monotonic()
     out = runtime.run(
         "run",
@@ -101,14 +84,13 @@ def test_arm64_image_runs_under_emulation_and_imports_the_worker(
         "-c",
         'uname -m && python -c "import agent_runner.worker; print(agent_runner.worker.__name__)"',
     ).stdout.split()
-    print(f"[time] arm64: uname + import under qemu: {time.monotonic() - started:.1f}s")
+    print(f"[time] {runtime.name} arm64: uname + import under qemu: {time.monotonic() - started:.1f}s")
     assert out == ["aarch64", "agent_runner.worker"]
 
 
 def test_arm64_image_is_healthy_against_the_dev_server(
-    multiarch: tuple[Runtime, Made], arm64_image: str, temporal: TemporalServer
+    runtime: Runtime, arm64_image: str, temporal: TemporalServer
 ) -> None:
-    runtime, _ = multiarch
     started = time.monotonic()
     container_id = runtime.start(
         "--platform",
@@ -123,4 +105,4 @@ def test_arm64_image_is_healthy_against_the_dev_server(
         image=arm64_image,
     )
     runtime.wait_healthy(container_id, timeout=180)
-    print(f"[time] arm64: healthy under qemu in {time.monotonic() - started:.1f}s")
+    print(f"[time] {runtime.name} arm64: healthy under qemu in {time.monotonic() - started:.1f}s")

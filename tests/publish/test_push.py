@@ -69,8 +69,7 @@ def test_login_works_and_never_shows_the_token(runtime: Runtime) -> None:
     assert made.rc == 0, made.output
     assert f"logged in to {runtime.registry.host}" in made.stdout
     assert runtime.registry.token not in made.output
-    auth_file = runtime.home / ("docker-config/config.json" if runtime.name == "docker" else "auth.json")
-    assert runtime.registry.host in json.loads(auth_file.read_text())["auths"]
+    assert runtime.registry.host in json.loads(runtime.authfile.read_text())["auths"]
 
 
 def test_push_image_pushes_the_version_and_its_semver_tags_not_latest(pushed: Made, built: Runtime) -> None:
