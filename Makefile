@@ -7,8 +7,10 @@ REGISTRY          ?= ghcr.io
 IMAGE             ?= $(REGISTRY)/stigmer/agent-runner
 VERSION           ?= dev-local
 BASE_IMAGE        ?= python:3.11-slim
-# Architecture for `make base-image` (Debian name: amd64, arm64); another one runs under qemu.
-BASE_ARCH         ?= $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+# Architecture for `make base-image` (Debian name: amd64, arm64); another one runs under qemu
+# and is tagged BASE_IMAGE-BASE_ARCH (a local name holds one architecture).
+HOST_ARCH         := $(shell dpkg --print-architecture 2>/dev/null || uname -m | sed 's/x86_64/amd64/;s/aarch64/arm64/')
+BASE_ARCH         ?= $(HOST_ARCH)
 # Platforms for build-multiarch and push-multiarch.
 PLATFORMS         ?= linux/amd64,linux/arm64
 # true: push-image and push-multiarch also push the tag latest.
@@ -71,7 +73,7 @@ unit: install # @HELP unit tests only (no Temporal, no engine)
 build: lint typecheck unit # @HELP lint, type check and unit tests
 
 base-image: # @HELP build an offline stand-in for python:3.11-slim from Debian packages for BASE_ARCH (root, debootstrap)
-	scripts/base-image.sh $(BASE_IMAGE) $(BASE_ARCH)
+	scripts/base-image.sh $(BASE_IMAGE)$(if $(filter-out $(HOST_ARCH),$(BASE_ARCH)),-$(BASE_ARCH)) $(BASE_ARCH)
 
 build-image: # @HELP build the image IMAGE:VERSION (pulls the base, or builds it offline and says so)
 	scripts/build-image.sh
