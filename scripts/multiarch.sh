@@ -34,12 +34,23 @@ if [ "$engine" != podman ] && "$docker" buildx version >/dev/null 2>&1; then
        --build-arg "REVISION=$revision" --build-arg "CREATED=$created")
   [ -z "${CA_BUNDLE:-}" ] || cmd+=(--secret "id=ca,src=$CA_BUNDLE")
   for tag in "${tags[@]}"; do cmd+=(--tag "$image:$tag"); done
-  [ "$mode" = build ] || cmd+=(--push --sbom=true --provenance=true)
-  echo "$me: ${cmd[*]} ."
   if [ "$mode" = push ]; then
-    SOURCE_DATE_EPOCH=$epoch push_or_explain "${cmd[@]}" .
+    cmd+=(--push)
+    # SBOM and provenance attestations: buildx 0.10 and later.
+    help=$("$docker" buildx build --help 2>/dev/null || true)
+    if [[ $help == *--sbom* ]]; then
+      cmd+=(--sbom=true --provenance=true)
+    else
+      echo "$me: this buildx makes no SBOM or provenance (buildx 0.10+ does); pushing without them"
+    fi
+  fi
+  echo "$me: ${cmd[*]} ."
+  # The default "docker" builder of a classic image store cannot build several platforms at once.
+  hint="if it says multi-platform is not supported by this driver: docker buildx create --use, then again"
+  if [ "$mode" = push ]; then
+    push_hint=$hint SOURCE_DATE_EPOCH=$epoch push_or_explain "${cmd[@]}" .
   else
-    SOURCE_DATE_EPOCH=$epoch "${cmd[@]}" .
+    SOURCE_DATE_EPOCH=$epoch "${cmd[@]}" . || die "build failed (above); $hint"
   fi
   exit 0
 fi

@@ -54,5 +54,5 @@ push_or_explain() {
     die "not logged in to $(registry_of "$image") (or the login was refused): run make docker-login REGISTRY=$(registry_of "$image")"
   fi
   rm -f "$out"
-  die "push failed (the engine's message is above)"
+  die "push failed (the engine's message is above)${push_hint:+; $push_hint}"
 }
