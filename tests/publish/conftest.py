@@ -242,7 +242,14 @@ class Made:
 def clean_env() -> dict[str, str]:
     """The caller's environment without any credentials or registry settings of its own."""
     drop = ("REGISTRY_USER", "REGISTRY_TOKEN", "GITHUB_ACTOR", "GITHUB_TOKEN", "PUSH_LATEST", "PLATFORMS")
-    env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith(("CONTAINERS_", "REGISTRY"))}
+    # MAKEFLAGS and friends: under `make test IMAGE=...` they would pass the outer make's
+    # command-line variables to the tests' own make runs, overriding IMAGE and REGISTRY.
+    make_vars = ("MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "MAKELEVEL")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in drop + make_vars and not k.startswith(("CONTAINERS_", "REGISTRY"))
+    }
     env.setdefault("CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
     return env
 
