@@ -3,9 +3,20 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 # ---- Tunables (override on the command line or in the environment) ----
-IMAGE             ?= ghcr.io/stigmer/agent-runner
+REGISTRY          ?= ghcr.io
+IMAGE             ?= $(REGISTRY)/stigmer/agent-runner
 VERSION           ?= dev-local
 BASE_IMAGE        ?= python:3.11-slim
+# Architecture for `make base-image` (Debian name: amd64, arm64); another one runs under qemu
+# and is tagged BASE_IMAGE-BASE_ARCH (a local name holds one architecture).
+HOST_ARCH         := $(shell dpkg --print-architecture 2>/dev/null || uname -m | sed 's/x86_64/amd64/;s/aarch64/arm64/')
+BASE_ARCH         ?= $(HOST_ARCH)
+# Platforms for build-multiarch and push-multiarch.
+PLATFORMS         ?= linux/amd64,linux/arm64
+# true: push-image and push-multiarch also push the tag latest.
+PUSH_LATEST       ?= false
+# docker-login reads REGISTRY_USER and REGISTRY_TOKEN, else GITHUB_ACTOR and GITHUB_TOKEN,
+# from the environment (never put a token on the make command line: it shows in `ps`).
 # docker or podman; detected when unset (docker first).
 CONTAINER_RUNTIME ?= $(shell command -v docker >/dev/null 2>&1 && echo docker || { command -v podman >/dev/null 2>&1 && echo podman || echo docker; })
 # The client binary to run, e.g. DOCKER=/usr/bin/docker for a client with built-in BuildKit.
@@ -26,13 +37,15 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 
 VENV := .venv
 BIN  := $(VENV)/bin
-TUNABLES := IMAGE VERSION BASE_IMAGE CONTAINER_RUNTIME DOCKER CA_BUNDLE LOCAL_CONTAINER WORKSPACE_DIR \
-            TEMPORAL_ADDRESS POETRY PYTEST_ARGS BENCH_ARGS PROMPT RUN_WORKSPACE REVISION SOURCE_DATE_EPOCH
+TUNABLES := REGISTRY IMAGE VERSION BASE_IMAGE BASE_ARCH PLATFORMS PUSH_LATEST CONTAINER_RUNTIME DOCKER CA_BUNDLE \
+            LOCAL_CONTAINER WORKSPACE_DIR TEMPORAL_ADDRESS POETRY PYTEST_ARGS BENCH_ARGS PROMPT RUN_WORKSPACE \
+            REVISION SOURCE_DATE_EPOCH
 export PROMPT
-export IMAGE VERSION BASE_IMAGE CONTAINER_RUNTIME DOCKER CA_BUNDLE LOCAL_CONTAINER WORKSPACE_DIR \
+export REGISTRY IMAGE VERSION BASE_IMAGE PLATFORMS PUSH_LATEST CONTAINER_RUNTIME DOCKER CA_BUNDLE LOCAL_CONTAINER WORKSPACE_DIR \
        TEMPORAL_ADDRESS REVISION SOURCE_DATE_EPOCH
 
-.PHONY: help install lint typecheck unit build base-image build-image run-local test-image test bench submit logs stop clean
+.PHONY: help install lint typecheck unit build base-image build-image run-local test-image test bench submit logs stop clean \
+        docker-login push-image build-multiarch push-multiarch
 
 help: # @HELP list the targets and the tunable variables with their current values
 	@echo "Targets:"
@@ -48,11 +61,12 @@ $(BIN)/pytest: pyproject.toml poetry.lock
 
 install: $(BIN)/pytest # @HELP create .venv with the worker and its dev tools (poetry install)
 
-lint: install # @HELP ruff, hadolint on the Dockerfile, shellcheck on every shell script
+lint: install # @HELP ruff, hadolint on the Dockerfile, shellcheck on every shell script, actionlint on the workflows
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/shellcheck scripts/*.sh .ci/run
+	$(BIN)/actionlint -shellcheck $(BIN)/shellcheck
 
 typecheck: install # @HELP mypy --strict on the worker and the health check
 	$(BIN)/mypy agent_runner healthcheck.py
@@ -62,11 +76,23 @@ unit: install # @HELP unit tests only (no Temporal, no engine)
 
 build: lint typecheck unit # @HELP lint, type check and unit tests
 
-base-image: # @HELP build an offline stand-in for python:3.11-slim from Debian packages (root, debootstrap)
-	scripts/base-image.sh $(BASE_IMAGE)
+base-image: # @HELP build an offline stand-in for python:3.11-slim from Debian packages for BASE_ARCH (root, debootstrap)
+	scripts/base-image.sh $(BASE_IMAGE)$(if $(filter-out $(HOST_ARCH),$(BASE_ARCH)),-$(BASE_ARCH)) $(BASE_ARCH)
 
 build-image: # @HELP build the image IMAGE:VERSION (pulls the base, or builds it offline and says so)
 	scripts/build-image.sh
+
+docker-login: # @HELP log in to REGISTRY with REGISTRY_USER/REGISTRY_TOKEN (or GITHUB_ACTOR/GITHUB_TOKEN), token on stdin
+	scripts/docker-login.sh
+
+push-image: # @HELP push IMAGE:VERSION; VERSION=vX.Y.Z also pushes vX.Y and vX, PUSH_LATEST=true also latest
+	scripts/push-image.sh
+
+build-multiarch: # @HELP build IMAGE:VERSION for every platform in PLATFORMS (buildx, BuildKit per platform, or podman)
+	scripts/multiarch.sh build
+
+push-multiarch: # @HELP build for PLATFORMS and push one manifest list with the tags of push-image
+	scripts/multiarch.sh push
 
 run-local: install # @HELP run the image against Temporal at TEMPORAL_ADDRESS (starts a dev server if none answers)
 	scripts/run-local.sh

@@ -3,10 +3,14 @@
 # cannot pull from a container registry. Python is Debian's 3.11 (/usr/bin/python3.11),
 # so build and runtime stages must both use this image (never mix it with the official one).
 #
-# usage: scripts/base-image.sh [TAG]        (needs root, debootstrap and a container engine)
+# usage: scripts/base-image.sh [TAG] [ARCH]   (needs root, debootstrap and a container engine)
+#   ARCH is a Debian architecture (amd64, arm64), default this machine's. Another architecture
+#   needs qemu-user-static with binfmt (F flag) to run its binaries in the chroot.
 set -euo pipefail
 
 tag=${1:-python:3.11-slim}
+host_arch=$(dpkg --print-architecture)
+arch=${2:-$host_arch}
 engine=${DOCKER:-docker}
 suite=bookworm
 
@@ -23,8 +27,14 @@ fi
 rootfs=$(mktemp -d /tmp/agent-runner-rootfs.XXXXXX)
 trap 'rm -rf "$rootfs"' EXIT
 
-echo "base-image: bootstrapping Debian $suite from $mirror (about a minute)"
-debootstrap --variant=minbase \
+case $arch in amd64) qemu="qemu-x86_64" ;; arm64) qemu="qemu-aarch64" ;; *) qemu="qemu-$arch" ;; esac
+if [ "$arch" != "$host_arch" ] && ! grep -qs '^enabled' "/proc/sys/fs/binfmt_misc/$qemu"; then
+  echo "base-image: cannot run $arch binaries here; install qemu-user-static and binfmt-support, then: update-binfmts --enable $qemu" >&2
+  exit 1
+fi
+
+echo "base-image: bootstrapping Debian $suite for $arch from $mirror (about a minute; longer under emulation)"
+debootstrap --variant=minbase --arch="$arch" \
   --include=python3.11,python3.11-venv,python3-pip,ca-certificates,netbase,tzdata \
   "$suite" "$rootfs" "$mirror" >"$rootfs.log" 2>&1 || { tail -n 20 "$rootfs.log" >&2; exit 1; }
 rm -f "$rootfs.log"
@@ -63,11 +73,31 @@ find / -xdev -name __pycache__ -type d -prune -exec rm -rf {} +
 CHROOT
 : >"$rootfs/etc/resolv.conf"
 
-arch=$(dpkg --print-architecture)
 echo "base-image: importing as $tag ($arch)"
-tar --numeric-owner -C "$rootfs" -c . | "$engine" import \
-  --change 'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin' \
-  --change 'ENV LANG=C.UTF-8' \
-  --change 'CMD ["python3"]' \
-  - "$tag" >/dev/null
-"$engine" image inspect --format 'base-image: {{.RepoTags}} {{.Size}} bytes' "$tag"
+changes=(--change 'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin'
+         --change 'ENV LANG=C.UTF-8'
+         --change 'CMD ["python3"]')
+if [ "$("$engine" --version 2>/dev/null | awk '{print tolower($1)}')" = podman ]; then
+  tar --numeric-owner -C "$rootfs" -c . | "$engine" import --arch "$arch" "${changes[@]}" - "$tag" >/dev/null
+elif [ "$arch" = "$host_arch" ]; then
+  tar --numeric-owner -C "$rootfs" -c . | "$engine" import "${changes[@]}" - "$tag" >/dev/null
+else
+  # `docker import` labels every image with the engine's own architecture; a BuildKit build
+  # FROM scratch with --platform labels it right.
+  context=$rootfs.context
+  mkdir "$context"
+  trap 'rm -rf "$rootfs" "$context"' EXIT
+  tar --numeric-owner -C "$rootfs" -cf "$context/rootfs.tar" .
+  cat >"$context/Dockerfile" <<'DOCKERFILE'
+FROM scratch
+ADD rootfs.tar /
+ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8
+CMD ["python3"]
+DOCKERFILE
+  if "$engine" buildx version >/dev/null 2>&1; then
+    "$engine" buildx build --load --platform "linux/$arch" --tag "$tag" "$context" >/dev/null
+  else
+    DOCKER_BUILDKIT=1 "$engine" build --quiet --platform "linux/$arch" --tag "$tag" "$context" >/dev/null
+  fi
+fi
+"$engine" image inspect --format 'base-image: {{.RepoTags}} {{.Architecture}} {{.Size}} bytes' "$tag"

@@ -3,7 +3,9 @@
 # Docker with buildx, Docker's built-in BuildKit (DOCKER_BUILDKIT=1), or Podman.
 #
 # Environment (the Makefile sets these): DOCKER, IMAGE, VERSION, BASE_IMAGE, CA_BUNDLE,
-# REVISION, SOURCE_DATE_EPOCH, EXTRA_BUILD_ARGS.
+# REVISION, SOURCE_DATE_EPOCH, EXTRA_BUILD_ARGS, and PLATFORM (one, e.g. linux/arm64;
+# default the engine's own) and TAG (default VERSION). scripts/multiarch.sh runs this once
+# per platform, tagging IMAGE:VERSION-ARCH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +15,8 @@ version=${VERSION:-dev-local}
 base=${BASE_IMAGE:-python:3.11-slim}
 revision=${REVISION:-$(git rev-parse --verify -q HEAD || echo unknown)}
 epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
+platform=${PLATFORM:-}
+tag=${TAG:-$version}
 created=$(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || date -u -r "$epoch" +%Y-%m-%dT%H:%M:%SZ)
 
 engine_name=$("$docker" --version 2>/dev/null | awk '{print tolower($1)}')
@@ -21,8 +25,28 @@ if ! "$docker" info >/dev/null 2>&1; then
   exit 1
 fi
 
+case $(uname -m) in x86_64 | amd64) host_arch=amd64 ;; aarch64 | arm64) host_arch=arm64 ;; *) host_arch=$(uname -m) ;; esac
+arch=${platform#*/}
+arch=${arch%%/*}
+image_arch() { "$docker" image inspect --format '{{.Architecture}}' "$1" 2>/dev/null || true; }
+
 # The base image: pull it, or build the offline stand-in where no registry can be reached.
-if ! "$docker" image inspect "$base" >/dev/null 2>&1; then
+if [ -n "$platform" ] && [ "$arch" != "$host_arch" ]; then
+  # Another architecture. A local image name holds one architecture, so an offline stand-in
+  # for it is kept as BASE_IMAGE-ARCH (python:3.11-slim-arm64); a reachable base is left to
+  # the builder, which pulls the platform it needs.
+  if [ "$(image_arch "$base-$arch")" = "$arch" ]; then
+    base=$base-$arch
+  elif [ "$(image_arch "$base")" = "$arch" ] || [ "$base" != "python:3.11-slim" ]; then
+    :
+  elif timeout 60 "$docker" manifest inspect "$base" >/dev/null 2>&1; then
+    echo "build-image: base image $base for $arch: the builder pulls it"
+  else
+    echo "build-image: no registry reachable; building an offline $arch stand-in for $base as $base-$arch (make base-image BASE_ARCH=$arch)"
+    DOCKER="$docker" scripts/base-image.sh "$base-$arch" "$arch"
+    base=$base-$arch
+  fi
+elif ! "$docker" image inspect "$base" >/dev/null 2>&1; then
   echo "build-image: base image $base not present; pulling it"
   if ! timeout 60 "$docker" pull "$base" >/dev/null 2>&1; then
     if [ "$base" != "python:3.11-slim" ]; then
@@ -34,7 +58,7 @@ if ! "$docker" image inspect "$base" >/dev/null 2>&1; then
   fi
 fi
 
-args=(--tag "$image:$version"
+args=(--tag "$image:$tag"
       --build-arg "BASE_IMAGE=$base"
       --build-arg "VERSION=$version"
       --build-arg "REVISION=$revision"
@@ -43,6 +67,7 @@ if [ -n "${CA_BUNDLE:-}" ]; then
   [ -s "$CA_BUNDLE" ] || { echo "build-image: CA_BUNDLE=$CA_BUNDLE is not a readable file" >&2; exit 1; }
   args+=(--secret "id=ca,src=$CA_BUNDLE")
 fi
+[ -z "$platform" ] || args+=(--platform "$platform")
 # shellcheck disable=SC2206 # EXTRA_BUILD_ARGS is a list of words on purpose
 args+=(${EXTRA_BUILD_ARGS:-})
 
@@ -56,13 +81,13 @@ else
   cmd=("$docker" build)
 fi
 
-echo "build-image: building $image:$version with ${cmd[*]} (base $base, revision ${revision:0:12})"
+echo "build-image: building $image:$tag${platform:+ for $platform} with ${cmd[*]} (base $base, revision ${revision:0:12})"
 start=$(date +%s.%N)
 if ! SOURCE_DATE_EPOCH=$epoch "${cmd[@]}" "${args[@]}" . ; then
   echo "build-image: build failed. If the error mentions BuildKit, buildx or '--mount', this client has no BuildKit:" >&2
   echo "  install the buildx plugin, or point DOCKER at a client with built-in BuildKit (e.g. DOCKER=/usr/bin/docker)." >&2
   exit 1
 fi
-size=$("$docker" image inspect --format '{{.Size}}' "$image:$version")
+size=$("$docker" image inspect --format '{{.Size}}' "$image:$tag")
 elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
-echo "build-image: built $image:$version in ${elapsed}s, $((size / 1000000)) MB"
+echo "build-image: built $image:$tag in ${elapsed}s, $((size / 1000000)) MB"

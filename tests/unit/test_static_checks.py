@@ -17,6 +17,7 @@ CHECKS = {
     "hadolint": [str(BIN / "hadolint"), "--failure-threshold", "style", "Dockerfile"],
     "shellcheck": [str(BIN / "shellcheck"), *SHELL_SCRIPTS],
     "ruff": [str(BIN / "ruff"), "check", "."],
+    "actionlint": [str(BIN / "actionlint"), "-shellcheck", str(BIN / "shellcheck")],
     "mypy --strict": [str(BIN / "mypy"), "agent_runner", "healthcheck.py"],
 }
 
