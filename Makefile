@@ -56,7 +56,7 @@ help: # @HELP list the targets and the tunable variables with their current valu
 
 $(BIN)/pytest: pyproject.toml poetry.lock
 	@command -v $(POETRY) >/dev/null || { echo "poetry not found: install it (pipx install poetry, or pip install poetry)"; exit 1; }
-	$(POETRY) install --sync --no-interaction
+	$(POETRY) sync --no-interaction
 	@touch $@
 
 install: $(BIN)/pytest # @HELP create .venv with the worker and its dev tools (poetry install)
