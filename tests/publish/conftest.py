@@ -11,7 +11,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -24,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import ROOT, Seen, free_port, wait_for
+from tests.helpers import ROOT, Seen, free_port, stop_process_group, wait_for
 
 DOCKER = os.environ.get("DOCKER", "docker")
 TOOLS = ("docker-registry", "htpasswd", "podman", "skopeo", "make")
@@ -120,13 +119,7 @@ auth:
         return status == 200 or Seen(f"HTTP {status}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        stop_process_group(self.proc)
 
 
 @dataclass
