@@ -26,9 +26,9 @@ CHECKS = {
 def test_reports_zero_findings(tool: str, figure: Callable[[str, str], None]) -> None:
     result = subprocess.run(CHECKS[tool], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    what = (
-        "the Dockerfile at style level"
-        if tool == "hadolint"
-        else (f"{len(SHELL_SCRIPTS)} shell scripts" if tool == "shellcheck" else "the package")
-    )
+    what = {
+        "hadolint": "the Dockerfile at style level",
+        "shellcheck": f"{len(SHELL_SCRIPTS)} shell scripts",
+        "actionlint": "the GitHub workflows",
+    }.get(tool, "the package")
     figure(f"{tool} is clean on {what}", "0 findings")
