@@ -202,23 +202,33 @@ def running_on(containers: dict[str, str]) -> str:
     return str(wait_for("the activity to start on a worker", probe, timeout=30))
 
 
-def test_sigterm_during_an_activity_lets_it_finish(
-    temporal: TemporalServer, run_container: Any, figure: Figure
-) -> None:
-    env, containers = fault_workers(temporal, run_container, ["a", "b"])
+def stop_the_busy_worker(
+    address: str, queue: str, containers: dict[str, str], seconds: float, result_timeout: float
+) -> tuple[str, str, float]:
+    """Start a sleep_then_return activity, `docker stop` the worker running it (exit 0 expected),
+    and wait for the workflow. Returns that worker's name, the one that finished, and the stop time."""
 
-    async def scenario() -> tuple[str, float]:
-        handle = await start_activity(temporal.address, env["TEMPORAL_TASK_QUEUE"], "sleep_then_return", 5)
+    async def scenario() -> tuple[str, str, float]:
+        handle = await start_activity(address, queue, "sleep_then_return", seconds)
         busy = await asyncio.to_thread(running_on, containers)
         start = time.monotonic()
         await asyncio.to_thread(docker, "stop", "--time=20", containers[busy])
         stopped = time.monotonic() - start
         assert inspect(containers[busy])["State"]["ExitCode"] == 0
-        result = await asyncio.wait_for(handle.result(), 60)
-        assert result == busy  # finished by the worker that was stopping: drained, not retried
-        return busy, stopped
+        finished_by = await asyncio.wait_for(handle.result(), result_timeout)
+        return busy, finished_by, stopped
 
-    _, stopped = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_sigterm_during_an_activity_lets_it_finish(
+    temporal: TemporalServer, run_container: Any, figure: Figure
+) -> None:
+    env, containers = fault_workers(temporal, run_container, ["a", "b"])
+    busy, finished_by, stopped = stop_the_busy_worker(
+        temporal.address, env["TEMPORAL_TASK_QUEUE"], containers, 5, result_timeout=60
+    )
+    assert finished_by == busy  # finished by the worker that was stopping: drained, not retried
     assert stopped < 8 + 2  # within the drain timeout (8 s) plus the engine's overhead
     figure(
         "SIGTERM mid-activity: the activity finishes within the drain timeout, exit 0, workflow completes",
@@ -230,18 +240,9 @@ def test_sigterm_with_an_activity_longer_than_the_drain_retries_it_elsewhere(
     temporal: TemporalServer, run_container: Any, figure: Figure
 ) -> None:
     env, containers = fault_workers(temporal, run_container, ["a", "b"], STIGMER_DRAIN_TIMEOUT="2")
-
-    async def scenario() -> tuple[str, str, float]:
-        handle = await start_activity(temporal.address, env["TEMPORAL_TASK_QUEUE"], "sleep_then_return", 12)
-        busy = await asyncio.to_thread(running_on, containers)
-        start = time.monotonic()
-        await asyncio.to_thread(docker, "stop", "--time=20", containers[busy])
-        stopped = time.monotonic() - start
-        assert inspect(containers[busy])["State"]["ExitCode"] == 0
-        result = await asyncio.wait_for(handle.result(), 90)
-        return busy, result, stopped
-
-    busy, finished_by, stopped = asyncio.run(scenario())
+    busy, finished_by, stopped = stop_the_busy_worker(
+        temporal.address, env["TEMPORAL_TASK_QUEUE"], containers, 12, result_timeout=90
+    )
     assert finished_by != busy  # cut off at the drain timeout, retried by the other worker
     assert stopped < 2 + 3
     figure(
