@@ -14,12 +14,15 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.runtime import Runtime
+from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from agent_runner.activities import WorkspaceActivities
 from agent_runner.config import Settings
 from agent_runner.errors import describe_error
 from agent_runner.health import Heartbeat
+from agent_runner.metrics import make_runtime
 from agent_runner.workflows import AgentExecutionWorkflow
 
 log = logging.getLogger("agent_runner")
@@ -64,8 +67,13 @@ async def run(
     )
     for note in settings.notes:
         log.warning("%s", note)
+    if settings.metrics_address:
+        log.info("serving Prometheus metrics at http://%s/metrics", settings.metrics_address)
+    if settings.deployment:
+        log.info("versioned: worker deployment %s, build id %s", settings.deployment.name, settings.deployment.build_id)
+    runtime = make_runtime(settings)  # once per process: it holds the metrics listener
     try:
-        await _serve(settings, identity, beat, stop, list(extra_workflows), list(extra_activities))
+        await _serve(settings, identity, beat, stop, runtime, list(extra_workflows), list(extra_activities))
     finally:
         beating.cancel()
         beat.stop()
@@ -83,6 +91,7 @@ async def _serve(
     identity: str,
     beat: Heartbeat,
     stop: asyncio.Event,
+    runtime: Runtime,
     extra_workflows: list[type],
     extra_activities: list[Callable[..., Any]],
 ) -> None:
@@ -93,7 +102,7 @@ async def _serve(
         attempt += 1
         beat.set_state("connecting")
         try:
-            client = await Client.connect(**settings.connect, identity=identity)
+            client = await Client.connect(**settings.connect, identity=identity, runtime=runtime)
         except Exception as err:
             log.warning(
                 "Temporal at %s not reachable (attempt %d): %s; retrying in %.0fs",
@@ -139,6 +148,18 @@ def _make_worker(
         identity=identity,
         max_concurrent_activities=settings.max_concurrent_activities,
         graceful_shutdown_timeout=timedelta(seconds=settings.drain_timeout),
+        deployment_config=_deployment_config(settings),
+    )
+
+
+def _deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
+    """Worker Deployment versioning. Runs are pinned: a run finishes on the build it started on."""
+    if settings.deployment is None:
+        return None
+    return WorkerDeploymentConfig(
+        version=WorkerDeploymentVersion(settings.deployment.name, settings.deployment.build_id),
+        use_worker_versioning=True,
+        default_versioning_behavior=VersioningBehavior.PINNED,
     )
 
 

@@ -10,6 +10,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
+from agent_runner import metrics
+
 with workflow.unsafe.imports_passed_through():
     from agent_runner.models import AgentRequest, AgentResult, request_problem
 
@@ -24,6 +26,7 @@ GRACE = timedelta(minutes=2)
 @workflow.defn(name=WORKFLOW_NAME)
 class AgentExecutionWorkflow:
     @workflow.run
+    @metrics.record_run  # runs started and finished, and their tokens (agent_runner/metrics.py)
     async def run(self, request: AgentRequest) -> AgentResult:
         problem = request_problem(request)
         if problem:
