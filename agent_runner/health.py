@@ -208,7 +208,7 @@ async def _poller_last_access(settings: Settings, identity: str) -> dict[str, fl
     # The SDK's service client, not temporalio.client: the same connection code for a
     # fraction of the import time, which every probe pays.
     from temporalio.api.enums.v1 import DescribeTaskQueueMode, TaskQueueType
-    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.taskqueue.v1 import TaskQueue, TaskQueueVersionSelection
     from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
     from temporalio.service import ConnectConfig, ServiceClient
 
@@ -230,14 +230,19 @@ async def _poller_last_access(settings: Settings, identity: str) -> dict[str, fl
     # A task queue has several partitions and each poller polls one of them; the plain
     # DescribeTaskQueue lists only the root partition's pollers, so with a few replicas a
     # live worker goes missing. The enhanced mode gathers every partition, both types at once.
+    request = DescribeTaskQueueRequest(
+        namespace=settings.namespace,
+        task_queue=TaskQueue(name=settings.task_queue),
+        api_mode=DescribeTaskQueueMode.DESCRIBE_TASK_QUEUE_MODE_ENHANCED,
+        task_queue_types=types,
+        report_pollers=True,
+    )
+    if settings.deployment:
+        # A versioned worker's pollers are listed only under its version, "deployment.build".
+        own = f"{settings.deployment.name}.{settings.deployment.build_id}"
+        request.versions.CopyFrom(TaskQueueVersionSelection(build_ids=[own], unversioned=True))
     response = await service.workflow_service.describe_task_queue(
-        DescribeTaskQueueRequest(
-            namespace=settings.namespace,
-            task_queue=TaskQueue(name=settings.task_queue),
-            api_mode=DescribeTaskQueueMode.DESCRIBE_TASK_QUEUE_MODE_ENHANCED,
-            task_queue_types=types,
-            report_pollers=True,
-        ),
+        request,
         timeout=timedelta(seconds=RPC_TIMEOUT),
     )
     result: dict[str, float | None] = dict.fromkeys(kinds.values())

@@ -19,6 +19,7 @@ class Answer:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to wait before answering
+    gate: threading.Event | None = None  # answer only once the test sets it (waits at most 300 s)
 
 
 @dataclass
@@ -50,6 +51,8 @@ class FakeLLM:
                 with fake.lock:
                     fake.requests.append(Seen(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                     answer = fake.script.pop(0) if fake.script else Answer({"error": {"message": "script ended"}}, 500)
+                if answer.gate is not None:
+                    answer.gate.wait(300)
                 time.sleep(answer.delay)
                 data = json.dumps(answer.body).encode()
                 self.send_response(answer.status)
