@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -157,6 +158,14 @@ def test_a_run_stays_on_its_version_and_new_runs_go_to_the_current_one(
         info = cli(own_temporal, "workflow", "describe", "--workflow-id", workflow_id)["workflowExecutionInfo"]
         assert info["versioningInfo"]["behavior"] == "VERSIONING_BEHAVIOR_PINNED"
         assert info["versioningInfo"]["deploymentVersion"] == {"buildId": build_id, "deploymentName": deployment}
+
+    shown = subprocess.run(
+        [temporal_cli(), "workflow", "describe", "--workflow-id", old_id, "--address", own_temporal.address],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert re.search(
+        rf"Versioning Info:\n\s+Behavior\s+Pinned\n\s+DeploymentName\s+{deployment}\n\s+BuildId\s+v1\n", shown
+    ), shown
 
     # The history: every workflow task of the old run was completed by v1, the last one after v2
     # had become current.
