@@ -35,12 +35,19 @@ def make_runtime(settings: Settings) -> Runtime:
 
     Durations are exported in seconds (Prometheus' convention) rather than the SDK's default
     milliseconds. Create it once: each runtime starts its own threads and its own listener."""
+    from agent_runner.config import ConfigError
+
     metrics = None
     if settings.metrics_address:
         metrics = PrometheusConfig(
             bind_address=settings.metrics_address, counters_total_suffix=True, durations_as_seconds=True
         )
-    return Runtime(telemetry=TelemetryConfig(metrics=metrics))
+    try:
+        return Runtime(telemetry=TelemetryConfig(metrics=metrics))
+    except ValueError as err:  # the exporter could not listen, e.g. the port is taken
+        raise ConfigError(
+            f"STIGMER_METRICS_ADDRESS: cannot serve metrics at {settings.metrics_address}: {err}"
+        ) from None
 
 
 def record_run(run: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:

@@ -54,6 +54,7 @@ async def run(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, sig, stop)
 
+    runtime = make_runtime(settings)  # once per process: it holds the metrics listener
     identity = settings.identity or new_identity()
     beat = Heartbeat(settings.health_file, identity, settings.task_queue)
     beat.set_state("connecting")
@@ -71,7 +72,6 @@ async def run(
         log.info("serving Prometheus metrics at http://%s/metrics", settings.metrics_address)
     if settings.deployment:
         log.info("versioned: worker deployment %s, build id %s", settings.deployment.name, settings.deployment.build_id)
-    runtime = make_runtime(settings)  # once per process: it holds the metrics listener
     try:
         await _serve(settings, identity, beat, stop, runtime, list(extra_workflows), list(extra_activities))
     finally:

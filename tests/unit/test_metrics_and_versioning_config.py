@@ -46,3 +46,18 @@ def test_build_id_alone_leaves_the_worker_unversioned_and_says_so() -> None:
     settings = load_settings({"TEMPORAL_WORKER_BUILD_ID": "abc123", "STIGMER_BUILD_ID": "1.2.3"})
     assert settings.deployment is None
     assert any("TEMPORAL_DEPLOYMENT_NAME is not" in note for note in settings.notes)
+
+
+def test_a_taken_metrics_port_is_a_configuration_error_naming_the_variable() -> None:
+    import socket
+
+    from agent_runner.metrics import make_runtime
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        with pytest.raises(
+            ConfigError, match=rf"^STIGMER_METRICS_ADDRESS: cannot serve metrics at {address}: .*in use"
+        ):
+            make_runtime(load_settings({"STIGMER_METRICS_ADDRESS": address}))
