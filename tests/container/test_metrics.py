@@ -85,7 +85,7 @@ def prometheus(tmp_path: Path) -> Iterator[Any]:
             except OSError as err:
                 return Seen(str(err))
 
-        wait_for("Prometheus to be ready", ready, timeout=60, interval=0.5)
+        wait_for("Prometheus to be ready", ready, timeout=120, interval=0.5)
         return server
 
     yield start
@@ -103,7 +103,7 @@ def test_prometheus_scrapes_sdk_and_run_series_from_the_container(
     port = free_port()
     env = {**worker_env(own_temporal.address), **agent_llm("measured"), "STIGMER_METRICS_ADDRESS": f"127.0.0.1:{port}"}
     container = run_container("--network=host", *FAST_HEALTH, env=env)
-    wait_health(container, "healthy", timeout=60)
+    wait_health(container, "healthy", timeout=120)
     server = prometheus(f"127.0.0.1:{port}")
     started = time.monotonic()
 
@@ -117,7 +117,7 @@ def test_prometheus_scrapes_sdk_and_run_series_from_the_container(
             ok = found and (wanted is None or float(found[0]["value"][1]) == wanted)
             return found if ok else Seen(str(found))
 
-        return wait_for(f"{expr} in Prometheus", probe, timeout=60, interval=1)
+        return wait_for(f"{expr} in Prometheus", probe, timeout=120, interval=1)
 
     slots = series('temporal_worker_task_slots_available{job="agent-runner",worker_type="ActivityWorker"}')
     assert slots[0]["metric"]["task_queue"] == env["TEMPORAL_TASK_QUEUE"]
@@ -142,7 +142,7 @@ def test_prometheus_scrapes_sdk_and_run_series_from_the_container(
             and all(r.get("lastEvaluation", "").startswith("2") for r in g[0]["rules"])
             and g
         ),
-        timeout=30,
+        timeout=60,
         interval=1,
     )
     rules = {rule["name"]: rule["health"] for rule in groups[0]["rules"]}

@@ -71,7 +71,7 @@ def wait_version_polled(server: TemporalServer, deployment: str, build_id: str) 
         )  # fmt: skip
         return result.returncode == 0 or Seen(result.stderr.strip()[-300:])
 
-    wait_for(f"version {deployment}:{build_id} to register", probe, timeout=60, interval=1)
+    wait_for(f"version {deployment}:{build_id} to register", probe, timeout=120, interval=1)
 
 
 def set_current(server: TemporalServer, deployment: str, build_id: str) -> None:
@@ -116,7 +116,7 @@ def test_a_run_stays_on_its_version_and_new_runs_go_to_the_current_one(
             v1 = run_container(
                 "--network=host", *FAST_HEALTH, env=base_env | llm_env(v1_llm.url), image=f"{two_versions}:v1"
             )
-            wait_health(v1, "healthy", timeout=60)  # the health check sees a versioned worker's pollers
+            wait_health(v1, "healthy", timeout=120)  # the health check sees a versioned worker's pollers
             wait_version_polled(own_temporal, deployment, "v1")
             set_current(own_temporal, deployment, "v1")
 
@@ -129,7 +129,7 @@ def test_a_run_stays_on_its_version_and_new_runs_go_to_the_current_one(
                     task_queue=queue,
                 )
                 await asyncio.to_thread(
-                    wait_for, "the v1 run's first model call", lambda: len(v1_llm.requests) >= 1, 60
+                    wait_for, "the v1 run's first model call", lambda: len(v1_llm.requests) >= 1, 120
                 )
                 run_container("--network=host", env=base_env | llm_env(v2_llm.url), image=f"{two_versions}:v2")
                 await asyncio.to_thread(wait_version_polled, own_temporal, deployment, "v2")
