@@ -31,7 +31,8 @@ def two_versions() -> Iterator[str]:
     """IMAGE built twice from this checkout, as NAME:v1 and NAME:v2 (only the last layers differ)."""
     name = f"agent-runner-versioning-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "DOCKER": DOCKER, "IMAGE": name}
-    env.pop("MAKEFLAGS", None)
+    for inherited in ("MAKEFLAGS", "TAG", "PLATFORM"):  # build this machine's image, tagged VERSION
+        env.pop(inherited, None)
     try:
         for version in ("v1", "v2"):
             build = subprocess.run(
