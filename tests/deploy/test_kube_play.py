@@ -8,6 +8,11 @@ readiness probes; without systemd no timer runs the health check, so the test ru
 (`podman healthcheck run`) and runs the readiness command itself (`podman exec`). It mounts a
 Secret's `data` values as they are written (base64, not decoded), and none of its `stringData`,
 and crashes on a secret volume without `optional` (the base says `optional: false`).
+
+As a user other than root (rootless Podman) it also needs: a range of its own in /etc/subuid
+and /etc/subgid (and `uidmap`), and XDG_RUNTIME_DIR (the fixture makes one). On a cgroup v1
+host rootless Podman cannot set cgroup limits, so there the test drops the container's
+`resources` and says so.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from tests.helpers import Seen, TemporalServer, wait_for
 DOCKER = os.environ.get("DOCKER", "docker")
 IMAGE = os.environ.get("AGENT_RUNNER_IMAGE", "ghcr.io/stigmer/agent-runner:dev-local")
 LLM_KEY = "sk-kube-play-test"
+ROOTLESS = os.geteuid() != 0
 
 pytestmark = pytest.mark.container
 
@@ -75,14 +81,20 @@ def podman() -> Iterator[Podman]:
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONTAINERS_")}
     env |= {"CONTAINERS_STORAGE_CONF": str(home / "storage.conf"), "CONTAINERS_CONF": str(home / "containers.conf")}
+    if ROOTLESS and not os.environ.get("XDG_RUNTIME_DIR"):
+        (home / "xdg").mkdir(mode=0o700)
+        env["XDG_RUNTIME_DIR"] = str(home / "xdg")
     engine = Podman(home, env)
     try:
         yield engine
     finally:
         engine.run("pod", "rm", "--all", "--force", check=False)
         engine.run("rm", "--all", "--force", check=False)
-        for mount in (home / "store" / "overlay", home / "store"):
-            subprocess.run(["umount", "-R", str(mount)], capture_output=True, check=False, timeout=30)
+        if ROOTLESS:  # the store's files belong to the user's subordinate IDs
+            engine.run("unshare", "rm", "-rf", str(home / "store"), check=False)
+        else:
+            for mount in (home / "store" / "overlay", home / "store"):
+                subprocess.run(["umount", "-R", str(mount)], capture_output=True, check=False, timeout=30)
         shutil.rmtree(home, ignore_errors=True)
 
 
@@ -137,8 +149,14 @@ def render_base(workdir: Path, image: str, temporal: TemporalServer, task_queue:
             }
         )
     )
+    docs = kustomize(workdir)
+    if ROOTLESS and not Path("/sys/fs/cgroup/cgroup.controllers").exists():
+        print("[kube play] rootless on cgroup v1: the container's resources are dropped (no cgroup limits)")
+        for doc in docs:
+            if doc["kind"] == "Deployment":
+                doc["spec"]["template"]["spec"]["containers"][0].pop("resources")
     manifest = workdir / "play.yaml"
-    manifest.write_text(yaml.safe_dump_all(kustomize(workdir)))
+    manifest.write_text(yaml.safe_dump_all(docs))
     return manifest
 
 
