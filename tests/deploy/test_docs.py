@@ -1,4 +1,4 @@
-"""docs/kubernetes.md: the overlay it tells operators to write builds and validates, as written."""
+"""docs/kubernetes.md: the overlays it tells operators to write build and validate, as written."""
 
 from __future__ import annotations
 
@@ -18,11 +18,16 @@ DOC = ROOT / "docs" / "kubernetes.md"
 MARKER = "# my-agent-runner/kustomization.yaml"
 
 
-def docs_overlay() -> str:
+def docs_overlays() -> dict[str, str]:
+    """The page's overlays, by the overlay of this repository each one starts from."""
     blocks = re.findall(r"```yaml\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
-    found = [block for block in blocks if block.startswith(MARKER)]
-    assert len(found) == 1, f"docs/kubernetes.md: expected one yaml block starting {MARKER!r}"
-    return found[0]
+    overlays = {}
+    for block in blocks:
+        if block.startswith(MARKER):
+            (base,) = yaml.safe_load(block)["resources"]
+            overlays[base.rsplit("/", 1)[-1]] = block
+    assert set(overlays) == {"keda", "worker-controller"}, f"docs/kubernetes.md overlays: {sorted(overlays)}"
+    return overlays
 
 
 def build(tmp_path: Path, overlay: str) -> list[dict[str, Any]]:
@@ -41,9 +46,7 @@ def build(tmp_path: Path, overlay: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("overlay", ["keda", "worker-controller"])
 def test_docs_overlay_builds(tmp_path: Path, overlay: str) -> None:
-    text = docs_overlay()
-    if overlay != "keda":  # step 6: the same overlay on the Worker Controller's
-        text = text.replace("overlays/keda", f"overlays/{overlay}")
+    text = docs_overlays()[overlay]
     docs = build(tmp_path, text)
     settings = yaml.safe_load(text)
     literals = dict(item.split("=", 1) for item in settings["configMapGenerator"][0]["literals"])
@@ -51,10 +54,14 @@ def test_docs_overlay_builds(tmp_path: Path, overlay: str) -> None:
     assert literals.items() <= config.items()
     assert {doc["metadata"].get("namespace") for doc in docs} == {settings["namespace"]}
     workload = one(docs, "Deployment" if overlay == "keda" else "WorkerDeployment")
-    image = workload["spec"]["template"]["spec"]["containers"][0]["image"]
-    assert image == f"ghcr.io/stigmer/agent-runner:{settings['images'][0]['newTag']}"
+    (container,) = workload["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"ghcr.io/stigmer/agent-runner:{settings['images'][0]['newTag']}"
+    assert container["envFrom"] == [{"configMapRef": {"name": one(docs, "ConfigMap")["metadata"]["name"]}}]
     if overlay == "keda":
-        trigger = one(docs, "ScaledObject")["spec"]["triggers"][0]["metadata"]
-        assert trigger["endpoint"] == literals["TEMPORAL_ADDRESS"]
+        # KEDA reads the address from the container's environment: the overlay's own value.
+        assert one(docs, "ScaledObject")["spec"]["triggers"][0]["metadata"]["endpointFromEnv"] == "TEMPORAL_ADDRESS"
+        assert config["TEMPORAL_ADDRESS"] == "temporal-frontend.temporal:7233"
     else:
-        assert one(docs, "Connection")["spec"]["hostPort"] == literals["TEMPORAL_ADDRESS"]
+        # The controller sets the pods' address and namespace from these two.
+        assert one(docs, "Connection")["spec"]["hostPort"] == "temporal-frontend.temporal:7233"
+        assert workload["spec"]["workerOptions"]["temporalNamespace"] == settings["namespace"]

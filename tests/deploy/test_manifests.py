@@ -184,17 +184,25 @@ def test_crd_schema_catches_a_wrong_type(rendered: dict[str, list[dict[str, Any]
 
 
 def test_keda_trigger_asks_the_workers_queue(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """KEDA reads the queue's address, namespace and name from the worker container's own
+    environment (`...FromEnv`), so they are the worker's whatever an overlay sets."""
     docs = rendered["overlays/keda"]
     config = one(docs, "ConfigMap")["data"]
     scaled = one(docs, "ScaledObject")
     (trigger,) = scaled["spec"]["triggers"]
     assert trigger["type"] == "temporal"
-    assert set(trigger["metadata"]) <= TEMPORAL_TRIGGER_KEYS, set(trigger["metadata"]) - TEMPORAL_TRIGGER_KEYS
-    assert trigger["metadata"]["endpoint"] == config["TEMPORAL_ADDRESS"]
-    assert trigger["metadata"]["namespace"] == config["TEMPORAL_NAMESPACE"]
-    assert trigger["metadata"]["taskQueue"] == config["TEMPORAL_TASK_QUEUE"]
+    metadata = trigger["metadata"]
+    assert set(metadata) <= TEMPORAL_TRIGGER_KEYS, set(metadata) - TEMPORAL_TRIGGER_KEYS
+    assert {key: metadata[f"{key}FromEnv"] for key in ("endpoint", "namespace", "taskQueue")} == {
+        "endpoint": "TEMPORAL_ADDRESS",
+        "namespace": "TEMPORAL_NAMESPACE",
+        "taskQueue": "TEMPORAL_TASK_QUEUE",
+    }
+    assert {"TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_TASK_QUEUE"} <= set(config)
     deployment = one(docs, "Deployment")
     assert scaled["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["envFrom"] == [{"configMapRef": {"name": one(docs, "ConfigMap")["metadata"]["name"]}}]
     assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
 
 
