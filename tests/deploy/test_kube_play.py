@@ -232,5 +232,6 @@ def test_base_runs_healthy_and_locked_down_under_podman_kube_play(
     figure(
         "the base Deployment, played by `podman kube play`, turns healthy through its own liveness and "
         "readiness commands as UID 1000 with no capabilities, a read-only root and seccomp",
-        f"image load {loaded:.1f} s; kube play to healthy {to_healthy:.1f} s",
+        f"image load {loaded:.1f} s; kube play to healthy {to_healthy:.1f} s; "
+        f"idle worker RSS {status['VmRSS'].strip()}",
     )
