@@ -3,7 +3,10 @@ offline, and the base played by Podman. Fails (never skips) when kubectl is miss
 
 from __future__ import annotations
 
+import functools
+import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -20,13 +23,25 @@ SCHEMAS = KUSTOMIZE_ROOT / "schemas"
 TARGETS = ("base", "overlays/keda", "overlays/worker-controller", "overlays/shared-workspace")
 
 
+NEEDS = "the Kubernetes tests need kubectl 1.27 or later (kustomize v5) on PATH or in KUBECTL"
+
+
+@functools.cache
 def kubectl_binary() -> str:
     """KUBECTL, else kubectl on PATH. kustomize v5 (kubectl 1.27+) is needed for the overlays."""
     found = os.environ.get("KUBECTL") or shutil.which("kubectl")
     if not found:
-        pytest.fail(
-            "kubectl not found: the Kubernetes tests need kubectl 1.27 or later (kustomize v5) on PATH or in KUBECTL"
-        )
+        pytest.fail(f"kubectl not found: {NEEDS}")
+    result = subprocess.run(
+        [found, "version", "--client", "-o", "json"], capture_output=True, text=True, timeout=30, check=False
+    )
+    try:
+        version = json.loads(result.stdout)["clientVersion"]
+        minor = int(re.match(r"\d+", version["minor"]).group())  # type: ignore[union-attr]
+    except (ValueError, KeyError, AttributeError):
+        pytest.fail(f"{found} version --client: no version ({result.stderr.strip()[:200]}): {NEEDS}")
+    if (int(version["major"]), minor) < (1, 27):
+        pytest.fail(f"{found} is kubectl {version['gitVersion']}: {NEEDS}")
     return found
 
 
