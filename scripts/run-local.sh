@@ -95,7 +95,7 @@ case "${1:-}" in
       exit 0
     fi
     if answers "$host" "$port"; then
-      die "run-local did not start the Temporal at $address, and no Web UI answers at http://$host:$ui_port: its UI is wherever that server's operator serves it (a dev server started with --headless has none)"
+      die "run-local did not start the Temporal at $address, and no Web UI answers on port $ui_port of $host (TEMPORAL_UI_PORT): its UI is wherever that server's operator serves it (a dev server started with --headless has none)"
     fi
     die "nothing answers at $address: start the worker and a dev server with make run-local"
     ;;
@@ -111,7 +111,7 @@ if answers "$host" "$port"; then
     say "Temporal Web UI: $ui_url"
   else
     ui_url=""
-    say "run-local did not start this Temporal and no Web UI answers at http://$host:$ui_port: its UI, if any, is wherever its operator serves it"
+    say "run-local did not start this Temporal, and no Web UI answers on port $ui_port of $host (TEMPORAL_UI_PORT): its UI, if any, is wherever its operator serves it"
   fi
 else
   case "$host" in

@@ -140,6 +140,10 @@ def test_web_ui_printed_by_run_local_lists_a_completed_run(
         assert printed, f"run-local printed no Web UI link:\n{started.stdout}"
         link = printed.group(1)
         assert link == f"http://localhost:{env['TEMPORAL_UI_PORT']}"
+        # `make ui` prints the same link (no display here, so it opens nothing).
+        shown = make("ui", {k: v for k, v in env.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")})
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        assert f"Temporal Web UI: {link}\n" in shown.stdout
 
         result = start_run(env["TEMPORAL_ADDRESS"], task_queue, workflow_id)
         assert result.status == "completed", result.error
