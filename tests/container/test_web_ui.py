@@ -42,13 +42,13 @@ def make(target: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def browser() -> Iterator[Any]:
+def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """Headless chromium through chromedriver, both Debian's; Selenium Manager downloads nothing.
     Every host name but localhost resolves to nothing, so the UI must work offline."""
     missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not shutil.which(path)]
     if missing:
         pytest.fail(f"the browser test needs {' and '.join(missing)}: apt-get install chromium chromium-driver")
-    os.environ["SE_OFFLINE"] = "true"  # never let Selenium Manager reach the network
+    monkeypatch.setenv("SE_OFFLINE", "true")  # never let Selenium Manager reach the network
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

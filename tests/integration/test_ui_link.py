@@ -36,8 +36,7 @@ def temporal_with_ui() -> Iterator[tuple[str, int]]:
     while port + 1000 > 65535 or port_open(port + 1000):
         port = free_port()
     proc = subprocess.Popen(
-        [temporal_cli(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port)]
-        + ["--ui-disable-news-fetch", "--log-level", "error"],
+        [temporal_cli(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port), "--ui-disable-news-fetch"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

@@ -41,7 +41,7 @@ GNU_ONLY = {
     "stat": 'for a in "$@"; do case $a in -c|--*) gnu_only "stat $a (BSD: stat -f)";; esac; done',
     "grep": 'for a in "$@"; do case $a in -*P*) case $a in --*) ;; *) gnu_only "grep $a";; esac;; esac; done',
     "mktemp": 'case "$*" in *X*) ;; *) gnu_only "mktemp without a template";; esac',
-    "paste": 'last=""; for a in "$@"; do last=$a; done; case $last in -s*|-d*|"") gnu_only "paste without a file";; esac',
+    "paste": 'last=""; for a in "$@"; do last=$a; done; case $last in -s*|-d*|"") gnu_only "paste, no file";; esac',
     "readlink": 'for a in "$@"; do case $a in -f|-e|-m|--*) gnu_only "readlink $a";; esac; done',
     "xargs": 'for a in "$@"; do case $a in -r|--*) gnu_only "xargs $a";; esac; done',
     "head": 'prev=""; for a in "$@"; do case $prev$a in -n-*) gnu_only "head -n negative";; esac; prev=$a; done',
