@@ -272,3 +272,15 @@ def test_arrays_that_can_be_empty_are_expanded_safely(script: Path) -> None:
 def test_every_script_is_checked() -> None:
     assert {p.name for p in SCRIPTS} >= {"run-local.sh", "build-image.sh", "multiarch.sh", "portable.sh"}
     assert all(os.access(p, os.X_OK) for p in SCRIPTS if p.name not in ("publish-lib.sh", "portable.sh"))
+
+
+def test_push_image_with_its_release_tags_against_a_stub_engine(
+    macos_path: str, stub_engine: Path, tmp_path: Path
+) -> None:
+    image = "ghcr.io/example/agent-runner"
+    result = run(
+        ["scripts/push-image.sh"], macos_path, tmp_path, DOCKER=str(stub_engine), IMAGE=image, VERSION="v1.2.3"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    pushed = [line.split()[-1] for line in calls(tmp_path) if line.startswith("push ")]
+    assert pushed == [f"{image}:v1.2.3", f"{image}:v1.2", f"{image}:v1"]
