@@ -7,6 +7,7 @@ web-ui-workflows.png (the namespace's list of runs) and web-ui-run.png (the run'
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -63,6 +64,7 @@ def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost",
     ):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # every request it makes
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     try:
         yield driver
@@ -87,6 +89,16 @@ def start_run(address: str, task_queue: str, workflow_id: str) -> Any:
         )
 
     return asyncio.run(run())
+
+
+def requests_made(driver: Any) -> list[str]:
+    """The URL of every request the browser sent since the last call (Chrome's performance log)."""
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return urls
 
 
 def wait_for_text(driver: Any, texts: tuple[str, ...], timeout: float) -> float:
@@ -161,10 +173,11 @@ def test_web_ui_printed_by_run_local_lists_a_completed_run(
         page = ARTIFACTS / "web-ui-run.png"
         assert browser.save_screenshot(str(page))
 
-        # Offline: every resource the UI loaded came from the UI itself.
-        loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
-        foreign = [url for url in loaded if not url.startswith(link)]
-        assert not foreign, f"the UI loaded resources from elsewhere: {foreign}"
+        # Offline: every request the pages made went to the UI itself.
+        requested = requests_made(browser)
+        assert any(url.startswith(f"{link}/_app/") for url in requested), requested[:20]
+        foreign = [url for url in requested if not url.startswith((link, "data:", "blob:"))]
+        assert not foreign, f"the UI asked for more than its own server: {foreign}"
     finally:
         stopped = make("stop", env)
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
