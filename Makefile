@@ -26,6 +26,8 @@ CA_BUNDLE         ?= $(or $(PIP_CERT),$(REQUESTS_CA_BUNDLE))
 LOCAL_CONTAINER   ?= agent-runner-local
 WORKSPACE_DIR     ?= $(CURDIR)/workspace
 TEMPORAL_ADDRESS  ?= localhost:7233
+# Port of the Web UI of the dev server run-local starts; empty: the gRPC port + 1000 (8233).
+TEMPORAL_UI_PORT  ?=
 POETRY            ?= poetry
 PYTEST_ARGS       ?=
 BENCH_ARGS        ?=
@@ -38,13 +40,13 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 VENV := .venv
 BIN  := $(VENV)/bin
 TUNABLES := REGISTRY IMAGE VERSION BASE_IMAGE BASE_ARCH PLATFORMS PUSH_LATEST CONTAINER_RUNTIME DOCKER CA_BUNDLE \
-            LOCAL_CONTAINER WORKSPACE_DIR TEMPORAL_ADDRESS POETRY PYTEST_ARGS BENCH_ARGS PROMPT RUN_WORKSPACE \
+            LOCAL_CONTAINER WORKSPACE_DIR TEMPORAL_ADDRESS TEMPORAL_UI_PORT POETRY PYTEST_ARGS BENCH_ARGS PROMPT RUN_WORKSPACE \
             REVISION SOURCE_DATE_EPOCH
 export PROMPT
 export REGISTRY IMAGE VERSION BASE_IMAGE PLATFORMS PUSH_LATEST CONTAINER_RUNTIME DOCKER CA_BUNDLE LOCAL_CONTAINER WORKSPACE_DIR \
-       TEMPORAL_ADDRESS REVISION SOURCE_DATE_EPOCH
+       TEMPORAL_ADDRESS TEMPORAL_UI_PORT REVISION SOURCE_DATE_EPOCH
 
-.PHONY: help install lint typecheck unit build base-image build-image run-local test-image test bench submit logs stop clean \
+.PHONY: help install lint typecheck unit build base-image build-image run-local ui test-image test bench submit logs stop clean \
         docker-login push-image build-multiarch push-multiarch
 
 help: # @HELP list the targets and the tunable variables with their current values
@@ -94,8 +96,11 @@ build-multiarch: # @HELP build IMAGE:VERSION for every platform in PLATFORMS (bu
 push-multiarch: # @HELP build for PLATFORMS and push one manifest list with the tags of push-image
 	scripts/multiarch.sh push
 
-run-local: install # @HELP run the image against Temporal at TEMPORAL_ADDRESS (starts a dev server if none answers)
+run-local: install # @HELP run the image against Temporal at TEMPORAL_ADDRESS (starts a dev server with its Web UI if none answers)
 	scripts/run-local.sh
+
+ui: # @HELP print the Temporal Web UI's link (run-local's dev server), and open it where a browser can be opened
+	scripts/run-local.sh ui
 
 test-image: install # @HELP container tests against the already built image IMAGE:VERSION
 	AGENT_RUNNER_IMAGE=$(IMAGE):$(VERSION) $(BIN)/pytest tests/container $(PYTEST_ARGS)

@@ -8,6 +8,8 @@
 # per platform, tagging IMAGE:VERSION-ARCH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/portable.sh
+. scripts/portable.sh
 
 docker=${DOCKER:-docker}
 image=${IMAGE:-ghcr.io/stigmer/agent-runner}
@@ -25,7 +27,7 @@ if ! "$docker" info >/dev/null 2>&1; then
   exit 1
 fi
 
-case $(uname -m) in x86_64 | amd64) host_arch=amd64 ;; aarch64 | arm64) host_arch=arm64 ;; *) host_arch=$(uname -m) ;; esac
+host_arch=$(host_arch)
 arch=${platform#*/}
 arch=${arch%%/*}
 image_arch() { "$docker" image inspect --format '{{.Architecture}}' "$1" 2>/dev/null || true; }
@@ -39,7 +41,7 @@ if [ -n "$platform" ] && [ "$arch" != "$host_arch" ]; then
     base=$base-$arch
   elif [ "$(image_arch "$base")" = "$arch" ] || [ "$base" != "python:3.11-slim" ]; then
     :
-  elif timeout 60 "$docker" manifest inspect "$base" >/dev/null 2>&1; then
+  elif run_with_timeout 60 "$docker" manifest inspect "$base" >/dev/null 2>&1; then
     echo "build-image: base image $base for $arch: the builder pulls it"
   else
     echo "build-image: no registry reachable; building an offline $arch stand-in for $base as $base-$arch (make base-image BASE_ARCH=$arch)"
@@ -48,7 +50,7 @@ if [ -n "$platform" ] && [ "$arch" != "$host_arch" ]; then
   fi
 elif ! "$docker" image inspect "$base" >/dev/null 2>&1; then
   echo "build-image: base image $base not present; pulling it"
-  if ! timeout 60 "$docker" pull "$base" >/dev/null 2>&1; then
+  if ! run_with_timeout 60 "$docker" pull "$base" >/dev/null 2>&1; then
     if [ "$base" != "python:3.11-slim" ]; then
       echo "build-image: cannot pull $base; pull it yourself or leave BASE_IMAGE at python:3.11-slim" >&2
       exit 1
@@ -82,12 +84,12 @@ else
 fi
 
 echo "build-image: building $image:$tag${platform:+ for $platform} with ${cmd[*]} (base $base, revision ${revision:0:12})"
-start=$(date +%s.%N)
+start=$(now_seconds)
 if ! SOURCE_DATE_EPOCH=$epoch "${cmd[@]}" "${args[@]}" . ; then
   echo "build-image: build failed. If the error mentions BuildKit, buildx or '--mount', this client has no BuildKit:" >&2
   echo "  install the buildx plugin, or point DOCKER at a client with built-in BuildKit (e.g. DOCKER=/usr/bin/docker)." >&2
   exit 1
 fi
 size=$("$docker" image inspect --format '{{.Size}}' "$image:$tag")
-elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+elapsed=$(awk -v s="$start" -v e="$(now_seconds)" 'BEGIN { printf "%.1f", e - s }')
 echo "build-image: built $image:$tag in ${elapsed}s, $((size / 1000000)) MB"

@@ -46,7 +46,7 @@ release_tags() {
 # fix that in one line instead of leaving the user with the engine's message alone.
 push_or_explain() {
   local out
-  out=$(mktemp)
+  out=$(mktemp "${TMPDIR:-/tmp}/agent-runner-push.XXXXXX")
   # pipefail (set by the caller) makes the pipeline fail when the command does.
   if "$@" 2>&1 | tee "$out"; then rm -f "$out"; return 0; fi
   if grep -qiE 'no basic auth credentials|authentication required|unauthorized|denied|401' "$out"; then
