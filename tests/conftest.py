@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,12 +25,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         marker = FOLDER_MARKERS.get(parts[0]) if len(parts) > 1 else None
         if marker:
             item.add_marker(marker)
-        if marker == "publish":
-            # One pytest-xdist worker per module and engine, so that a module's fixtures (one
-            # build and push per engine) run once; with --dist loadgroup.
-            callspec = getattr(item, "callspec", None)
-            engine = callspec.params.get("runtime", "") if callspec else ""
-            item.add_marker(pytest.mark.xdist_group(f"{item.path.stem}-{engine}"))
+
+
+def shared_worker(nodeid: str) -> str | None:
+    """The name of the pytest-xdist worker queue a test must share with others, if any:
+    - every test that builds with the Docker engine's BuildKit, one at a time: Docker 20.10's
+      BuildKit can panic on concurrent builds ("failed to get edge") and take the engine down;
+    - a publishing module's tests per engine, so that its module fixtures (one build and push
+      per engine) run once."""
+    path = nodeid.split("::")[0]
+    engine = re.search(r"\[(?:.*-)?(docker|podman)(?:-.*)?\]$", nodeid)
+    if path.endswith("container/test_build.py") or ("/publish/" in path and engine and engine[1] == "docker"):
+        return "docker-builds"
+    if "/publish/" in path:
+        return f"{path}-{engine[1] if engine else ''}"
+    return None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With --dist loadgroup (as the Makefile runs): tests spread one by one over the workers,
+    except those that must share one (shared_worker). The xdist_group mark cannot do this
+    here: pytest-xdist 3.8 renames the node ids the way pytest 9 no longer reads."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedWorkerScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return shared_worker(nodeid) or nodeid
+
+    return SharedWorkerScheduling(config, log)
 
 
 @pytest.fixture(scope="session")

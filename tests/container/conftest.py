@@ -131,15 +131,18 @@ def workspace_of_1000(tmp_path: Path) -> Iterator[Path]:
     chown_in_container(path, f"{os.getuid()}:{os.getgid()}")
 
 
-# Freezing a container's processes without host root: PID 1 is signalled by the engine (from
-# outside the container's PID namespace, where SIGSTOP reaches it), every other process by a
-# root process inside. The probe's own process is left alone.
+# Freezing a container's worker without host root: PID 1 is signalled by the engine (from
+# outside the container's PID namespace, where SIGSTOP reaches it), its other processes by a
+# root process inside. Health probes in flight are left running, so they end by themselves.
 _SIGNAL_OTHERS = (
     "import os, signal, sys\n"
     "for pid in [int(p) for p in os.listdir('/proc') if p.isdigit()]:\n"
-    "    if pid not in (1, os.getpid()):\n"
-    "        try: os.kill(pid, getattr(signal, sys.argv[1]))\n"
-    "        except ProcessLookupError: pass\n"
+    "    try:\n"
+    "        probe = b'healthcheck.py' in open(f'/proc/{pid}/cmdline', 'rb').read()\n"
+    "        if pid not in (1, os.getpid()) and not probe:\n"
+    "            os.kill(pid, getattr(signal, sys.argv[1]))\n"
+    "    except (FileNotFoundError, ProcessLookupError):\n"
+    "        pass\n"
 )
 
 
