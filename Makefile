@@ -29,7 +29,7 @@ TEMPORAL_ADDRESS  ?= localhost:7233
 POETRY            ?= poetry
 PYTEST_ARGS       ?=
 # pytest-xdist workers: the suites mostly wait on servers and containers, so more than the cores.
-TEST_WORKERS      ?= 4
+TEST_WORKERS      ?= 3
 BENCH_ARGS        ?=
 PROMPT            ?=
 RUN_WORKSPACE     ?=
