@@ -298,6 +298,9 @@ def podman_runtime(registry: Registry, home: Path, repository: str) -> Runtime:
         "CONTAINERS_REGISTRIES_CONF": str(home / "registries.conf"),
         "REGISTRY_AUTH_FILE": str(home / "auth.json"),
         "XDG_RUNTIME_DIR": str(home / "xdg"),
+        # Podman 4.3 keeps RUN --mount=type=cache directories in $TMPDIR/buildah-cache (default
+        # /var/tmp), shared by every user: one made by root is unreadable for a rootless build.
+        "TMPDIR": str(home / "tmp"),
         "CONTAINER_RUNTIME": "podman",
         "DOCKER": "podman",
         "REGISTRY": registry.host,
