@@ -273,8 +273,10 @@ def podman_runtime(registry: Registry, home: Path, repository: str) -> Runtime:
     (home / "xdg").mkdir(mode=0o700)  # rootless Podman's runtime dir (its pause process's pid file)
     (home / "docker-config").mkdir()
     (home / "auth.json").write_text('{"auths": {}}\n')  # what a user who never logged in has
+    # rootless_storage_path: a rootless Podman ignores graphroot and would use ~/.local/share.
     (home / "storage.conf").write_text(
         f'[storage]\ndriver = "overlay"\ngraphroot = "{store}"\nrunroot = "{home / "run"}"\n'
+        f'rootless_storage_path = "{store}"\n'
     )
     # Podman 4.3 asks for more open files than containers may have here ("error setting rlimit
     # type 7"); no systemd, so cgroupfs and a file for events. The host's network: rootless
@@ -298,6 +300,7 @@ def podman_runtime(registry: Registry, home: Path, repository: str) -> Runtime:
         "CONTAINERS_REGISTRIES_CONF": str(home / "registries.conf"),
         "REGISTRY_AUTH_FILE": str(home / "auth.json"),
         "XDG_RUNTIME_DIR": str(home / "xdg"),
+        "XDG_DATA_HOME": str(home / "data"),  # rootless: its blob cache, else in ~/.local/share
         # Podman 4.3 keeps RUN --mount=type=cache directories in $TMPDIR/buildah-cache (default
         # /var/tmp), shared by every user: one made by root is unreadable for a rootless build.
         "TMPDIR": str(home / "tmp"),
@@ -317,11 +320,11 @@ def remove_podman_store(runtime: Runtime) -> None:
         return
     # Rootless: the store's files belong to subordinate IDs, and the mounts live in Podman's
     # namespaces. Remove it from there, then end the pause process that holds them.
-    runtime.run("unshare", "rm", "-rf", str(store), check=False, timeout=120)
-    pid_file = runtime.home / "xdg" / "libpod" / "tmp" / "pause.pid"
-    if pid_file.exists():
-        with contextlib.suppress(ValueError, ProcessLookupError):
-            os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
+    runtime.run("unshare", "sh", "-c", f'umount -R "{store}/overlay"; rm -rf "{store}"', check=False, timeout=120)
+    for pid_file in (runtime.home / "tmp" / "pause.pid", runtime.home / "xdg" / "libpod" / "tmp" / "pause.pid"):
+        if pid_file.exists():
+            with contextlib.suppress(ValueError, ProcessLookupError):
+                os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
 
 
 @pytest.fixture(scope="session", autouse=True)
