@@ -30,6 +30,8 @@ TEMPORAL_ADDRESS  ?= localhost:7233
 TEMPORAL_UI_PORT  ?=
 POETRY            ?= poetry
 PYTEST_ARGS       ?=
+# pytest-xdist workers: the suites mostly wait on servers and containers, so more than the cores.
+TEST_WORKERS      ?= 3
 BENCH_ARGS        ?=
 PROMPT            ?=
 RUN_WORKSPACE     ?=
@@ -40,13 +42,15 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 VENV := .venv
 BIN  := $(VENV)/bin
 TUNABLES := REGISTRY IMAGE VERSION BASE_IMAGE BASE_ARCH PLATFORMS PUSH_LATEST CONTAINER_RUNTIME DOCKER CA_BUNDLE \
-            LOCAL_CONTAINER WORKSPACE_DIR TEMPORAL_ADDRESS TEMPORAL_UI_PORT POETRY PYTEST_ARGS BENCH_ARGS PROMPT RUN_WORKSPACE \
+            LOCAL_CONTAINER WORKSPACE_DIR TEMPORAL_ADDRESS TEMPORAL_UI_PORT POETRY PYTEST_ARGS TEST_WORKERS BENCH_ARGS \
+            PROMPT RUN_WORKSPACE \
             REVISION SOURCE_DATE_EPOCH
 export PROMPT
 export REGISTRY IMAGE VERSION BASE_IMAGE PLATFORMS PUSH_LATEST CONTAINER_RUNTIME DOCKER CA_BUNDLE LOCAL_CONTAINER WORKSPACE_DIR \
        TEMPORAL_ADDRESS TEMPORAL_UI_PORT REVISION SOURCE_DATE_EPOCH
 
-.PHONY: help install lint typecheck unit build base-image build-image run-local ui test-image test bench submit logs stop clean \
+.PHONY: help install lint typecheck unit build base-image build-image run-local ui test-image test test-all check-prereqs bench \
+        submit logs stop clean \
         docker-login push-image build-multiarch push-multiarch
 
 help: # @HELP list the targets and the tunable variables with their current values
@@ -102,11 +106,23 @@ run-local: install # @HELP run the image against Temporal at TEMPORAL_ADDRESS (s
 ui: # @HELP print the Temporal Web UI's link (run-local's dev server), and open it where a browser can be opened
 	scripts/run-local.sh ui
 
+PYTEST := AGENT_RUNNER_IMAGE=$(IMAGE):$(VERSION) $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
+
+check-prereqs: # @HELP say in one line per tool what `make test-all` needs and is missing (TIER=test for make test)
+	@scripts/check-prereqs.sh $(or $(TIER),test-all)
+
 test-image: install # @HELP container tests against the already built image IMAGE:VERSION
 	AGENT_RUNNER_IMAGE=$(IMAGE):$(VERSION) $(BIN)/pytest tests/container $(PYTEST_ARGS)
 
-test: lint typecheck build-image # @HELP everything: lint, type check, image, all suites; rewrites docs/reliability.md
-	AGENT_RUNNER_IMAGE=$(IMAGE):$(VERSION) RELIABILITY_REPORT=docs/reliability.md $(BIN)/pytest tests $(PYTEST_ARGS)
+test: install # @HELP the contributor tier: image, unit, integration and container suites, no slow or publish tests (<10 min)
+	@scripts/check-prereqs.sh test
+	@$(MAKE) --no-print-directory build-image
+	$(PYTEST) --timeout=600 -m "not slow and not publish" tests $(PYTEST_ARGS)
+
+test-all: install # @HELP every suite, slow and publishing ones too (as CI runs it); a passing run rewrites docs/reliability.md
+	@scripts/check-prereqs.sh test-all
+	@$(MAKE) --no-print-directory build-image
+	RELIABILITY_REPORT=docs/reliability.md $(PYTEST) --timeout=1800 tests $(PYTEST_ARGS)
 
 bench: install build-image # @HELP measure size, build, time to healthy, health-check cost, stop (writes bench/results.md)
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import statistics
 import subprocess
 import time
@@ -13,6 +12,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from temporalio.client import Client, WorkflowHandle
 
 from tests.container.conftest import (
@@ -20,8 +20,10 @@ from tests.container.conftest import (
     FAULT_WORKER_COMMAND,
     container_logs,
     docker,
+    freeze,
     health_status,
     inspect,
+    thaw,
     wait_health,
     worker_env,
 )
@@ -97,10 +99,7 @@ def test_frozen_worker_turns_unhealthy_while_its_neighbour_stays_healthy(
     neighbour = run_container("--network=host", *PROBE_2S, env=env)
     wait_health(frozen, "healthy", timeout=30)
     wait_health(neighbour, "healthy", timeout=30)
-    pids = [int(line) for line in docker("top", frozen, "-eo", "pid").stdout.split()[1:]]
-    assert pids
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
+    freeze(frozen)
     try:
         took = seconds_until("frozen container unhealthy", health_is(frozen, "unhealthy"), timeout=60)
         assert "unresponsive" in last_health_output(frozen)
@@ -108,8 +107,7 @@ def test_frozen_worker_turns_unhealthy_while_its_neighbour_stays_healthy(
         time.sleep(4)  # two more neighbour probes while the other one is frozen
         assert health_status(neighbour) == "healthy"
     finally:
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
+        thaw(frozen)
     assert took <= 60
     figure(
         "a frozen worker (SIGSTOP) is caught, a healthy neighbour on the same queue is not",
@@ -147,6 +145,7 @@ def test_blocked_event_loop_turns_unhealthy_and_says_where(
     )
 
 
+@pytest.mark.slow
 def test_idle_worker_probed_every_5s_never_fails(temporal: TemporalServer, run_container: Any, figure: Figure) -> None:
     minutes = float(os.environ.get("SOAK_MINUTES", "10"))
     container = run_container(
@@ -300,6 +299,7 @@ def run_probes(container: str, count: int) -> tuple[list[int], list[float]]:
     return [int(c) for c in out[0].split()], [float(w) for w in out[1].split()]
 
 
+@pytest.mark.slow
 def test_health_check_1000_runs_no_crash_no_false_result(
     own_temporal: TemporalServer, run_container: Any, figure: Figure
 ) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from pathlib import Path
@@ -21,11 +20,9 @@ def test_turns_healthy_against_the_dev_server(temporal: TemporalServer, run_cont
 
 
 def test_runs_an_agent_writing_into_a_mounted_workspace(
-    temporal: TemporalServer, run_container: Any, agent_llm: Any, tmp_path: Path
+    temporal: TemporalServer, run_container: Any, agent_llm: Any, workspace_of_1000: Path
 ) -> None:
-    workspace = tmp_path / "workspace"
-    workspace.mkdir()
-    os.chown(workspace, 1000, 1000)  # the documented way: the host directory belongs to UID 1000
+    workspace = workspace_of_1000  # the documented way: the host directory belongs to UID 1000
     env = {**worker_env(temporal.address), **agent_llm("hello from the test")}
     container = run_container("--network=host", *FAST_HEALTH, f"--volume={workspace}:/workspace", env=env)
     wait_health(container, "healthy", timeout=30)
