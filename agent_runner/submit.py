@@ -18,7 +18,7 @@ from typing import Any
 
 from agent_runner.config import ConfigError, load_client_settings
 from agent_runner.models import COMPLETED, AgentRequest, AgentResult, request_problem
-from agent_runner.workflows import WORKFLOW_NAME
+from agent_runner.workflows import PROGRESS_QUERY, WORKFLOW_NAME
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[AgentRequest, argparse.Namespace]:
@@ -52,6 +52,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[AgentRequest, argparse.Na
 
 async def submit(request: AgentRequest, workflow_id: str, wait: bool) -> tuple[int, dict[str, Any]]:
     from temporalio.client import Client, WorkflowFailureError
+    from temporalio.exceptions import is_cancelled_exception
 
     settings = load_client_settings()
     client = await Client.connect(**settings.connect)
@@ -64,7 +65,10 @@ async def submit(request: AgentRequest, workflow_id: str, wait: bool) -> tuple[i
     try:
         result: AgentResult = await handle.result()
     except WorkflowFailureError as err:
-        return 1, {**started, "status": "failed", "error": _cause(err)}
+        if not is_cancelled_exception(err):
+            return 1, {**started, "status": "failed", "error": _cause(err)}
+        # Closed as Canceled: its steps so far, from the workflow's progress query.
+        result = await handle.query(PROGRESS_QUERY, result_type=AgentResult)
     return (0 if result.status == COMPLETED else 1), {**started, **dataclasses.asdict(result)}
 
 
