@@ -11,6 +11,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from agent_runner.agent_loop import INTERRUPTED
@@ -223,3 +224,32 @@ def test_max_seconds_stops_a_slow_model_with_limit_reached(start_worker: StartWo
     assert code == 1
     assert (result["status"], result["error"]) == ("limit_reached", "max_seconds (3) ran out")
     assert took < 20, f"took {took:.1f}s"
+
+
+def test_temporal_restarted_mid_run_the_run_completes(
+    tmp_path: Path, start_worker: StartWorker, figure: Callable[[str, str], None]
+) -> None:
+    def respond(body: dict[str, Any]) -> Answer:
+        first = not any(m["role"] == "assistant" for m in body["messages"])
+        answer = openai_tools(("write_file", {"path": "a.txt", "content": "a"})) if first else openai_answer("done")
+        answer.delay = 5
+        return answer
+
+    server = TemporalServer(db_file=tmp_path / "temporal.db").start()
+    try:
+        with fake_llm([], respond) as fake:
+            worker = start_worker(openai_env(fake.url) | {"TEMPORAL_ADDRESS": server.address})
+            code, started = submit(worker, "Write a.txt", "--workspace", "restart")
+            assert code == 0, started
+            wait_for("the first model call", requests_seen(fake, 1), timeout=30)
+            server.stop()
+            restarted = time.monotonic()
+            server = TemporalServer(port=server.port, db_file=server.db_file).start()
+            result = result_of(server, started["workflow_id"])
+            took = time.monotonic() - restarted
+    finally:
+        server.stop()
+
+    assert result["status"] == "completed", result
+    assert result["files_created"] == ["a.txt"]
+    figure("the Temporal dev server restarted (file database) mid-run: the run completes", f"{took:.1f}s")
