@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from agent_runner.agent_loop import INTERRUPTED
 from tests.fake_llm import Answer, FakeLLM, fake_llm, openai_answer, openai_tools
 from tests.helpers import Seen, TemporalServer, wait_for
@@ -178,6 +180,7 @@ def test_progress_query_shows_the_steps_while_the_run_goes_on(
     assert result["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_a_200_step_run_keeps_its_history_under_temporals_warnings(
     temporal: TemporalServer, start_worker: StartWorker, figure: Callable[[str, str], None]
 ) -> None:
