@@ -256,3 +256,30 @@ def test_temporal_restarted_mid_run_the_run_completes(
     assert result["status"] == "completed", result
     assert result["files_created"] == ["a.txt"]
     figure("the Temporal dev server restarted (file database) mid-run: the run completes", f"{took:.1f}s")
+
+
+def test_with_a_volume_per_worker_each_runs_tools_run_where_it_was_opened(
+    tmp_path: Path, start_worker: StartWorker
+) -> None:
+    def respond(body: dict[str, Any]) -> Answer:
+        turn = sum(1 for m in body["messages"] if m["role"] == "assistant")
+        if turn == 0:
+            return openai_tools(("write_file", {"path": "a.txt", "content": "a"}))
+        if turn == 1:
+            return openai_tools(("run_command", {"command": "cat a.txt"}))
+        return openai_answer("done")
+
+    with fake_llm([], respond) as fake:
+        first = start_worker(openai_env(fake.url), root=tmp_path / "volume-a")
+        second = start_worker(openai_env(fake.url), queue=first.task_queue, root=tmp_path / "volume-b")
+        results = [submit(first, "Write and read", "--workspace", f"run{n}", "--wait") for n in range(6)]
+
+    assert all(code == 0 and result["status"] == "completed" for code, result in results), results
+    for _, result in results:
+        assert result["steps"][1]["tool_calls"][0]["result"] == "exit code 0\na", result
+        homes = [
+            root for root in (first.workspace_root, second.workspace_root) if (root / result["workspace"]).exists()
+        ]
+        assert len(homes) == 1, f"{result['workspace']} is in {homes}"
+    volume_a = (first.workspace_root / ".agent-runner" / "volume-id").read_text()
+    assert volume_a != (second.workspace_root / ".agent-runner" / "volume-id").read_text()
