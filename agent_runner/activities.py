@@ -209,7 +209,7 @@ async def _retried_on_shutdown(message: str) -> AsyncIterator[None]:
 def resolve_run_dir(root: Path, workspace: str) -> Path:
     """The run's directory under root; refuses names that would leave it."""
     relative = PurePosixPath(workspace)
-    if not workspace or relative.is_absolute() or ".." in relative.parts or relative.parts[0] == STATE_DIR:
+    if not workspace or relative.is_absolute() or ".." in relative.parts or relative.parts[:1] == (STATE_DIR,):
         raise ApplicationError(
             f"workspace must be a relative path inside the workspace root, got {workspace!r}",
             type="InvalidWorkspace",
