@@ -57,7 +57,7 @@ class Model:
     def __call__(self, body: dict[str, Any]) -> Answer:
         with self.lock:
             self.calls.append(time.monotonic())
-        turn = sum(1 for m in body["messages"] if m["role"] == "assistant")
+        turn = sum(1 for m in body.get("messages", []) if m.get("role") == "assistant")
         answer = (
             openai_tools(("write_file", {"path": f"f{turn}.txt", "content": "x"}))
             if turn < self.steps
