@@ -29,6 +29,7 @@ TEMPORAL_ADDRESS  ?= localhost:7233
 POETRY            ?= poetry
 PYTEST_ARGS       ?=
 BENCH_ARGS        ?=
+BENCH_COMPARE     ?=
 PROMPT            ?=
 RUN_WORKSPACE     ?=
 
@@ -38,7 +39,7 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 VENV := .venv
 BIN  := $(VENV)/bin
 TUNABLES := REGISTRY IMAGE VERSION BASE_IMAGE BASE_ARCH PLATFORMS PUSH_LATEST CONTAINER_RUNTIME DOCKER CA_BUNDLE \
-            LOCAL_CONTAINER WORKSPACE_DIR TEMPORAL_ADDRESS POETRY PYTEST_ARGS BENCH_ARGS PROMPT RUN_WORKSPACE \
+            LOCAL_CONTAINER WORKSPACE_DIR TEMPORAL_ADDRESS POETRY PYTEST_ARGS BENCH_ARGS BENCH_COMPARE PROMPT RUN_WORKSPACE \
             REVISION SOURCE_DATE_EPOCH
 export PROMPT
 export REGISTRY IMAGE VERSION BASE_IMAGE PLATFORMS PUSH_LATEST CONTAINER_RUNTIME DOCKER CA_BUNDLE LOCAL_CONTAINER WORKSPACE_DIR \
@@ -103,8 +104,9 @@ test-image: install # @HELP container tests against the already built image IMAG
 test: lint typecheck build-image # @HELP everything: lint, type check, image, all suites; rewrites docs/reliability.md
 	AGENT_RUNNER_IMAGE=$(IMAGE):$(VERSION) RELIABILITY_REPORT=docs/reliability.md $(BIN)/pytest tests $(PYTEST_ARGS)
 
-bench: install build-image # @HELP measure size, build, time to healthy, health-check cost, stop (writes bench/results.md)
+bench: install build-image # @HELP measure size, build, time to healthy, health-check cost, stop, runs in flight (bench/results.md, bench/runs.md)
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
+	$(BIN)/python bench/durable.py --image $(IMAGE):$(VERSION) $(if $(BENCH_COMPARE),--compare $(BENCH_COMPARE))
 
 submit: install # @HELP start an agent run and wait for its result: make submit PROMPT="..." [RUN_WORKSPACE=dir]
 	@test -n "$$PROMPT" || { echo 'submit: say what to do, e.g. make submit PROMPT="Write hello.py that prints hello"'; exit 2; }
