@@ -22,7 +22,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from agent_runner.config import LLMSettings
-from agent_runner.llm import Reply, make_chat_model, turns_from_json
+from agent_runner.llm import ChatModel, Reply, make_chat_model, turns_from_json
 from agent_runner.llm.http import LLMError
 from agent_runner.models import ModelCall, ToolCallInput, ToolOutcome, WorkspaceInfo
 from agent_runner.tools import TOOL_SPECS, ToolError, Workspace, command_env, compare_snapshots, hide_worker_memory
@@ -73,6 +73,8 @@ class AgentActivities:
         self.command_timeout = command_timeout
         self.volume_queue = volume_queue
         self.volume_wait = volume_wait
+        # One client per model, made at its first call and kept: making one costs a TLS context.
+        self._models: dict[str, ChatModel] = {}
         # Computed once: what a tool command may see of the worker's environment.
         self.command_env = command_env(os.environ, [llm.api_key] if llm and llm.api_key else [])
         hide_worker_memory()
@@ -107,14 +109,14 @@ class AgentActivities:
         final for the run. Temporal retries the call when its worker is lost."""
         if self.llm is None:
             raise ApplicationError("no LLM is configured on this worker", type="LLMNotConfigured", non_retryable=True)
-        model = make_chat_model(self.llm, call.model)
+        model = self._models.get(call.model)
+        if model is None:
+            model = self._models[call.model] = make_chat_model(self.llm, call.model)
         try:
             async with _heartbeating(), _retried_on_shutdown("the worker shut down during the model call"):
                 return await model.complete(call.system, turns_from_json(call.turns), TOOL_SPECS)
         except LLMError as err:
             raise ApplicationError(str(err), type="LLMError", non_retryable=True) from None
-        finally:
-            await model.aclose()
 
     @activity.defn(name="call_tool")
     async def call_tool(self, call: ToolCallInput) -> ToolOutcome:
