@@ -102,6 +102,8 @@ class AgentExecutionWorkflow:
                 self._end(CANCELLED, "the run was cancelled")
             elif isinstance(err, ApplicationError):
                 self._end(FAILED, err.message)
+            elif isinstance(err, ActivityError):  # e.g. a model call that failed on every attempt
+                self._end(FAILED, str(err.cause or err))
             raise
         await self._close_workspace(state)
         return self._end(status, error)
