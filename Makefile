@@ -33,6 +33,7 @@ PYTEST_ARGS       ?=
 # pytest-xdist workers: the suites mostly wait on servers and containers, so more than the cores.
 TEST_WORKERS      ?= 3
 BENCH_ARGS        ?=
+BENCH_COMPARE     ?=
 PROMPT            ?=
 RUN_WORKSPACE     ?=
 
@@ -43,7 +44,7 @@ VENV := .venv
 BIN  := $(VENV)/bin
 TUNABLES := REGISTRY IMAGE VERSION BASE_IMAGE BASE_ARCH PLATFORMS PUSH_LATEST CONTAINER_RUNTIME DOCKER CA_BUNDLE \
             LOCAL_CONTAINER WORKSPACE_DIR TEMPORAL_ADDRESS TEMPORAL_UI_PORT POETRY PYTEST_ARGS TEST_WORKERS BENCH_ARGS \
-            PROMPT RUN_WORKSPACE \
+            BENCH_COMPARE PROMPT RUN_WORKSPACE \
             REVISION SOURCE_DATE_EPOCH
 export PROMPT
 export REGISTRY IMAGE VERSION BASE_IMAGE PLATFORMS PUSH_LATEST CONTAINER_RUNTIME DOCKER CA_BUNDLE LOCAL_CONTAINER WORKSPACE_DIR \
@@ -124,8 +125,9 @@ test-all: install # @HELP every suite, slow and publishing ones too (as CI runs 
 	@$(MAKE) --no-print-directory build-image
 	RELIABILITY_REPORT=docs/reliability.md $(PYTEST) --timeout=1800 tests $(PYTEST_ARGS)
 
-bench: install build-image # @HELP measure size, build, time to healthy, health-check cost, stop (writes bench/results.md)
+bench: install build-image # @HELP measure size, build, time to healthy, health-check cost, stop, runs in flight (bench/results.md, bench/runs.md)
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
+	$(BIN)/python bench/durable.py --image $(IMAGE):$(VERSION) $(if $(BENCH_COMPARE),--compare $(BENCH_COMPARE))
 
 submit: install # @HELP start an agent run and wait for its result: make submit PROMPT="..." [RUN_WORKSPACE=dir]
 	@test -n "$$PROMPT" || { echo 'submit: say what to do, e.g. make submit PROMPT="Write hello.py that prints hello"'; exit 2; }

@@ -81,6 +81,9 @@ class Settings:
     llm: LLMSettings | None  # None: no provider configured, runs fail with a message saying what to set
     command_timeout: float  # the longest a tool command may run, seconds
     notes: tuple[str, ...] = ()  # precedence decisions worth one log line at start-up
+    # Model calls wait on the provider, not on this machine: many at once cost little.
+    max_concurrent_model_calls: int = 500
+    volume_wait: float = 300.0  # seconds a run's tool call waits for a worker with its volume
 
     @property
     def address(self) -> str:
@@ -123,6 +126,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         llm=load_llm_settings(env, notes),
         command_timeout=_seconds(env, "STIGMER_COMMAND_TIMEOUT", 120.0, minimum=1),
         notes=tuple(notes),
+        max_concurrent_model_calls=_int(env, "STIGMER_MAX_CONCURRENT_MODEL_CALLS", 500, minimum=1),
+        volume_wait=_seconds(env, "STIGMER_VOLUME_WAIT", 300.0, minimum=1),
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from agent_runner.activities import WorkspaceActivities
+from agent_runner.activities import AgentActivities, volume_id, volume_queue
 from agent_runner.config import Settings
 from agent_runner.errors import describe_error
 from agent_runner.health import Heartbeat
@@ -106,40 +106,62 @@ async def _serve(
             delay = min(delay * 2, BACKOFF_MAX)
             continue
         delay, attempt = BACKOFF_FIRST, 0
-        worker = _make_worker(settings, client, identity, extra_workflows, extra_activities)
+        workers = _make_workers(settings, client, identity, extra_workflows, extra_activities)
         beat.set_state("polling")
-        log.info("connected; polling task queue %s", settings.task_queue)
-        running = asyncio.create_task(worker.run())
+        log.info("connected; polling task queues %s", ", ".join(w.task_queue for w in workers))
+        runs = {asyncio.create_task(w.run()) for w in workers}
         stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({*runs, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if stop.is_set():
-            await worker.shutdown()  # stops polling, waits for running activities up to the drain timeout
-            with contextlib.suppress(Exception):
-                await running
+            # Stops polling, waits for running activities up to the drain timeout.
+            await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+            await asyncio.gather(*runs, return_exceptions=True)
             return
         stopping.cancel()
-        error = running.exception()
+        error = next(iter(done)).exception()
+        await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+        await asyncio.gather(*runs, return_exceptions=True)
         log.error("worker stopped unexpectedly: %s; reconnecting in %.0fs", describe_error(error), delay)
         await _sleep_unless(stop, delay)
 
 
-def _make_worker(
+def _make_workers(
     settings: Settings,
     client: Client,
     identity: str,
     extra_workflows: list[type],
     extra_activities: list[Callable[..., Any]],
-) -> Worker:
-    activities = WorkspaceActivities(settings.workspace_root, settings.llm, settings.command_timeout)
-    return Worker(
-        client,
-        task_queue=settings.task_queue,
-        workflows=[AgentExecutionWorkflow, *extra_workflows],
-        activities=[activities.execute_agent, *extra_activities],
-        identity=identity,
-        max_concurrent_activities=settings.max_concurrent_activities,
-        graceful_shutdown_timeout=timedelta(seconds=settings.drain_timeout),
+) -> list[Worker]:
+    """Two workers on one client: the task queue (runs, model calls), and the queue of the
+    workspace volume (tool calls, which must run where the run's directory is)."""
+    volume = volume_queue(settings.task_queue, volume_id(settings.workspace_root))
+    activities = AgentActivities(
+        settings.workspace_root,
+        settings.llm,
+        settings.command_timeout,
+        volume_queue=volume,
+        volume_wait=settings.volume_wait,
     )
+    drain = timedelta(seconds=settings.drain_timeout)
+    return [
+        Worker(
+            client,
+            task_queue=settings.task_queue,
+            workflows=[AgentExecutionWorkflow, *extra_workflows],
+            activities=[activities.open_workspace, activities.call_model, *extra_activities],
+            identity=identity,
+            max_concurrent_activities=settings.max_concurrent_model_calls,
+            graceful_shutdown_timeout=drain,
+        ),
+        Worker(
+            client,
+            task_queue=volume,
+            activities=[activities.call_tool, activities.close_workspace],
+            identity=identity,
+            max_concurrent_activities=settings.max_concurrent_activities,
+            graceful_shutdown_timeout=drain,
+        ),
+    ]
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:

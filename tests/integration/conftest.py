@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ROOT, TemporalServer, wait_for
+from tests.integration.agents import start_worker  # noqa: F401 (a fixture for every integration test)
 
 
 class WorkerProcess:
