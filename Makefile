@@ -127,7 +127,7 @@ test-all: install # @HELP every suite, slow and publishing ones too (as CI runs 
 
 bench: install build-image # @HELP measure size, build, time to healthy, health-check cost, stop, runs in flight (bench/results.md, bench/runs.md)
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
-	$(BIN)/python bench/durable.py --image $(IMAGE):$(VERSION) $(if $(BENCH_COMPARE),--compare $(BENCH_COMPARE))
+	$(BIN)/python bench/durable.py --image $(IMAGE):$(VERSION) $(if $(BENCH_COMPARE),--compare $(BENCH_COMPARE)) $(filter --smoke,$(BENCH_ARGS))
 
 submit: install # @HELP start an agent run and wait for its result: make submit PROMPT="..." [RUN_WORKSPACE=dir]
 	@test -n "$$PROMPT" || { echo 'submit: say what to do, e.g. make submit PROMPT="Write hello.py that prints hello"'; exit 2; }

@@ -178,7 +178,10 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=200)
     parser.add_argument("--model-seconds", type=float, default=5.0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench")
+    parser.add_argument("--smoke", action="store_true", help="20 runs of a 1 s model, to bench/out/: proves it runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.in_flight, args.model_seconds, args.out = 20, 1.0, ROOT / "bench" / "out"
     server = TemporalServer().start()
     try:
         results = [
