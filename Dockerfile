@@ -41,26 +41,31 @@ RUN apt-get update \
 # ---- venv: the finished venv: native libraries stripped of debug symbols (-7 MB), bytecode
 # compiled. The two largest pure-Python trees, the Temporal SDK and protobuf, keep only their
 # bytecode (-5 MB): tracebacks through them show file and line but not the line's text.
+# Bytecode records a hash of its source, not its time (unchecked-hash): it stays valid when a
+# reproducible build sets every file's time to SOURCE_DATE_EPOCH, and is the same in every build.
 FROM binutils AS venv
 COPY --from=deps /opt/venv /opt/venv
 WORKDIR /opt/venv/lib/python3.11/site-packages
 RUN find /opt/venv -name '*.so' -exec strip --strip-unneeded {} + \
-    && python -m compileall -q -b -j 0 temporalio google \
+    && python -m compileall -q -b -j 0 --invalidation-mode unchecked-hash temporalio google \
     && find temporalio google \( -name '*.py' -o -name __pycache__ \) -prune -exec rm -rf {} + \
-    && python -m compileall -q -j 0 /opt/venv/lib
+    && python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv/lib
 
 # ---- app: the worker's code, byte-compiled, to be copied into the runtime stage as one layer.
 FROM ${BASE_IMAGE} AS app
 COPY healthcheck.py /app/
 COPY agent_runner/ /app/agent_runner/
-RUN python -m compileall -q /app
+RUN python -m compileall -q --invalidation-mode unchecked-hash /app
 
 # ---- runtime: the base image, the venv, the code, an unprivileged user. No compilers, no Poetry, no caches.
 FROM ${BASE_IMAGE} AS runtime
 # UID/GID 1000 by number, so Kubernetes' runAsNonRoot can verify it. /workspace is owned by
 # stigmer and group 0 and group-writable, so an arbitrary UID in group 0 (OpenShift) can write too.
+# No password-change date in /etc/shadow (the account has no password): the layer is the same
+# whatever the day of the build.
 RUN groupadd --gid 1000 stigmer \
     && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/stigmer --shell /usr/sbin/nologin stigmer \
+    && chage --lastday -1 stigmer \
     && install -d -o 1000 -g 0 -m 0775 /workspace
 
 # Code and venv stay root-owned: the worker can run them but not change them.

@@ -73,7 +73,9 @@ args+=(${EXTRA_BUILD_ARGS:-})
 
 if [ "$engine_name" = podman ]; then
   # Podman writes OCI images by default, and OCI has no HEALTHCHECK: keep the Docker format.
-  cmd=("$docker" build --format docker)
+  # --timestamp sets every file's time and the image's dates to the last commit's: two builds
+  # of a commit give the same image digest.
+  cmd=("$docker" build --format docker --timestamp "$epoch")
 elif "$docker" buildx version >/dev/null 2>&1; then
   cmd=("$docker" buildx build --load)
 else

@@ -89,3 +89,4 @@ else
   done
 fi
 echo "$me: pushed $image:{$(IFS=,; echo "${tags[*]}")} for ${platforms[*]}"
+attach_sboms
