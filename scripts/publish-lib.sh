@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Helpers shared by docker-login.sh, push-image.sh, multiarch.sh and sign-image.sh (sourced, not run).
-# Environment (the Makefile sets these): DOCKER, IMAGE, VERSION, REGISTRY, PUSH_LATEST, SBOM, PYTHON.
+# Environment (the Makefile sets these): DOCKER, IMAGE, VERSION, REGISTRY, PUSH_LATEST, SBOM.
 
 docker=${DOCKER:-docker}
 image=${IMAGE:-ghcr.io/stigmer/agent-runner}
@@ -89,7 +89,7 @@ attach_sbom() {
   dir=$(mktemp -d)
   # shellcheck disable=SC2064 # expand now: the directory of this call
   trap "rm -rf '$dir'" RETURN
-  "${PYTHON:-$root/.venv/bin/python}" "$root/scripts/sbom.py" "$local_ref" "$dir/sbom.json" || die "SBOM of $local_ref failed"
+  "$root/.venv/bin/python" "$root/scripts/sbom.py" "$local_ref" "$dir/sbom.json" || die "SBOM of $local_ref failed"
   mkdir -p "$dir/oci/blobs/sha256"
   blob=$(sha256sum "$dir/sbom.json" | cut -d' ' -f1)
   cp "$dir/sbom.json" "$dir/oci/blobs/sha256/$blob"

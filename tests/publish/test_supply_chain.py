@@ -244,6 +244,7 @@ def test_pull_of_an_unsigned_image_is_refused(signed: Signed) -> None:
     assert build.returncode == 0, build.stderr
     runtime.run("push", other)
     result = signed.pull(other)
+    print(f"[refused] unsigned: {result.stderr.strip()[-300:]}")
     assert result.returncode != 0
     assert "signature" in result.stderr.lower(), result.stderr
 
@@ -265,6 +266,7 @@ def test_pull_of_a_tag_moved_to_other_content_is_refused(signed: Signed) -> None
     runtime.run("push", f"{runtime.image}:v3")
     assert signed.pushed.digest("v3") != signed.pushed.digest(VERSION)
     result = signed.pull(f"{runtime.image}:v3")
+    print(f"[refused] moved tag: {result.stderr.strip()[-300:]}")
     assert result.returncode != 0
     assert "signature" in result.stderr.lower(), result.stderr
     assert signed.pull(f"{runtime.image}:{VERSION}").returncode == 0, "the untouched tag still pulls"
