@@ -270,3 +270,42 @@ def test_pull_of_a_tag_moved_to_other_content_is_refused(signed: Signed) -> None
     assert result.returncode != 0
     assert "signature" in result.stderr.lower(), result.stderr
     assert signed.pull(f"{runtime.image}:{VERSION}").returncode == 0, "the untouched tag still pulls"
+
+
+# ---- make scan: Debian's security suite, read from its mirror (the network is needed).
+
+
+@pytest.fixture(scope="module")
+def stale(pushed: Pushed) -> Iterator[str]:
+    """The image with dpkg believing python3.11 is still bookworm's first release, 3.11.2-6:
+    what an image built before Debian's python3.11 security updates looks like to apt."""
+    ref = f"{pushed.runtime.image}:stale"
+    sed = r"/^Package: python3.11$/,/^$/ s/^Version: .*/Version: 3.11.2-6/"
+    dockerfile = f"FROM {SOURCE}\nUSER 0\nRUN sed -i '{sed}' /var/lib/dpkg/status\nUSER 1000:1000\n"
+    build = subprocess.run(
+        [DOCKER, "build", "--quiet", "--tag", ref, "-"],
+        input=dockerfile,
+        env=pushed.runtime.env,
+        text=True,
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    assert build.returncode == 0, build.stderr
+    yield ref
+
+
+def test_scan_lists_a_pending_security_update_and_fails(pushed: Pushed, stale: str) -> None:
+    made = pushed.runtime.make("scan", "VERSION=stale")
+    print(f"[scan] {made.stdout.strip()}")
+    assert made.rc != 0, made.output
+    assert "1 package(s) with a pending security update (bookworm-security)" in made.stdout
+    line = next((line.split() for line in made.stdout.splitlines() if line.split()[:1] == ["python3.11"]), None)
+    assert line is not None, made.stdout
+    assert line[1] == "3.11.2-6" and line[2].startswith("3.11.2-6+deb12u"), line
+
+
+def test_scan_fails_with_a_message_when_the_security_suite_cannot_be_read(pushed: Pushed) -> None:
+    made = pushed.runtime.make("scan", f"VERSION={VERSION}", "SECURITY_MIRROR=http://127.0.0.1:9/debian-security")
+    assert made.rc != 0, made.output
+    assert "cannot read the Debian security suite at http://127.0.0.1:9/debian-security" in made.stderr
