@@ -174,7 +174,7 @@ class Signed:
 
 
 @pytest.fixture(scope="module")
-def signed(pushed: Pushed) -> Signed:
+def signed(pushed: Pushed) -> Iterator[Signed]:
     home = pushed.home
     gnupg = home / "gnupg"
     gnupg.mkdir(mode=0o700)
@@ -218,7 +218,8 @@ def signed(pushed: Pushed) -> Signed:
     policy = home / "policy.json"
     rule = {"type": "signedBy", "keyType": "GPGKeys", "keyPath": str(public)}
     policy.write_text(json.dumps({"default": [{"type": "reject"}], "transports": {"docker": {host: [rule]}}}))
-    return Signed(pushed, policy, registries_d, made)
+    yield Signed(pushed, policy, registries_d, made)
+    subprocess.run(["gpgconf", "--kill", "all"], env=env, capture_output=True, check=False, timeout=30)
 
 
 def test_sign_image_signs_every_release_tag_by_digest(signed: Signed) -> None:
