@@ -86,9 +86,8 @@ manifest_digest() {
 # copied with skopeo.
 attach_sbom() {
   local local_ref=$1 digest=$2 dir blob config manifest tls=()
+  [ -x "$root/.venv/bin/python" ] || die "the SBOM needs the project's venv: run make install (or SBOM=false)"
   dir=$(mktemp -d)
-  # shellcheck disable=SC2064 # expand now: the directory of this call
-  trap "rm -rf '$dir'" RETURN
   "$root/.venv/bin/python" "$root/scripts/sbom.py" "$local_ref" "$dir/sbom.json" || die "SBOM of $local_ref failed"
   mkdir -p "$dir/oci/blobs/sha256"
   blob=$(sha256sum "$dir/sbom.json" | cut -d' ' -f1)
@@ -106,6 +105,7 @@ attach_sbom() {
   is_loopback "$(registry_of "$image")" && tls=(--dest-tls-verify=false)
   # shellcheck disable=SC2046 # skopeo_auth prints one word or none
   push_or_explain skopeo copy --quiet $(skopeo_auth) "${tls[@]}" "oci:$dir/oci" "docker://$image:${digest/:/-}.sbom"
+  rm -rf "$dir"
   echo "$me: attached the SBOM of $local_ref to $image@$digest as $image:${digest/:/-}.sbom"
 }
 
