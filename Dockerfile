@@ -45,7 +45,8 @@ RUN apt-get update \
 
 # ---- venv: the finished venv: native libraries stripped of debug symbols (-7 MB), bytecode
 # compiled. unchecked-hash: the interpreter trusts the bytecode without a stat of its source
-# (the image never changes), and the same input gives the same .pyc (no time stamps).
+# (the image never changes), and the same .py gives the same .pyc in every build (no time stamps),
+# so the bytecode stays valid when a reproducible build sets every file's time to SOURCE_DATE_EPOCH.
 # The generated protobuf modules (*_pb2.py, 105 files of serialized descriptors, no lines worth
 # reading in a traceback) keep only their bytecode, next to where the source was (-1.9 MB).
 FROM binutils AS venv
@@ -65,8 +66,11 @@ RUN python -m compileall -q --invalidation-mode unchecked-hash /app
 FROM ${BASE_IMAGE} AS runtime
 # UID/GID 1000 by number, so Kubernetes' runAsNonRoot can verify it. /workspace is owned by
 # stigmer and group 0 and group-writable, so an arbitrary UID in group 0 (OpenShift) can write too.
+# No password-change date in /etc/shadow (the account has no password): the layer is the same
+# whatever the day of the build.
 RUN groupadd --gid 1000 stigmer \
     && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/stigmer --shell /usr/sbin/nologin stigmer \
+    && chage --lastday -1 stigmer \
     && install -d -o 1000 -g 0 -m 0775 /workspace
 
 # Code and venv stay root-owned: the worker can run them but not change them.

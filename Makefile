@@ -15,6 +15,17 @@ BASE_ARCH         ?= $(HOST_ARCH)
 PLATFORMS         ?= linux/amd64,linux/arm64
 # true: push-image and push-multiarch also push the tag latest.
 PUSH_LATEST       ?= false
+# true: push-image and push-multiarch attach the image's CycloneDX SBOM to what they push.
+SBOM              ?= true
+# Where `make sbom` writes the SBOM.
+SBOM_FILE         ?= .run/sbom-$(VERSION).cdx.json
+# sign-image: the GPG key (fingerprint) that signs, in GNUPGHOME (default ~/.gnupg), its
+# passphrase file if it has one, and the directory the signatures go to (publish it).
+SIGN_KEY          ?=
+SIGN_PASSPHRASE_FILE ?=
+LOOKASIDE_DIR     ?= $(CURDIR)/.run/signatures
+# The Debian security archive `make scan` checks the image's packages against.
+SECURITY_MIRROR   ?= http://deb.debian.org/debian-security
 # docker-login reads REGISTRY_USER and REGISTRY_TOKEN, else GITHUB_ACTOR and GITHUB_TOKEN,
 # from the environment (never put a token on the make command line: it shows in `ps`).
 # docker or podman; detected when unset (docker first).
@@ -42,17 +53,18 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 
 VENV := .venv
 BIN  := $(VENV)/bin
-TUNABLES := REGISTRY IMAGE VERSION BASE_IMAGE BASE_ARCH PLATFORMS PUSH_LATEST CONTAINER_RUNTIME DOCKER CA_BUNDLE \
+TUNABLES := REGISTRY IMAGE VERSION BASE_IMAGE BASE_ARCH PLATFORMS PUSH_LATEST SBOM SBOM_FILE SIGN_KEY SIGN_PASSPHRASE_FILE \
+            LOOKASIDE_DIR SECURITY_MIRROR CONTAINER_RUNTIME DOCKER CA_BUNDLE \
             LOCAL_CONTAINER WORKSPACE_DIR TEMPORAL_ADDRESS TEMPORAL_UI_PORT POETRY PYTEST_ARGS TEST_WORKERS BENCH_ARGS \
             BENCH_COMPARE PROMPT RUN_WORKSPACE \
             REVISION SOURCE_DATE_EPOCH
 export PROMPT
 export REGISTRY IMAGE VERSION BASE_IMAGE PLATFORMS PUSH_LATEST CONTAINER_RUNTIME DOCKER CA_BUNDLE LOCAL_CONTAINER WORKSPACE_DIR \
-       TEMPORAL_ADDRESS TEMPORAL_UI_PORT REVISION SOURCE_DATE_EPOCH
+       TEMPORAL_ADDRESS TEMPORAL_UI_PORT REVISION SOURCE_DATE_EPOCH SBOM SIGN_KEY SIGN_PASSPHRASE_FILE LOOKASIDE_DIR SECURITY_MIRROR
 
 .PHONY: help install lint typecheck unit build base-image build-image run-local ui test-image test test-all check-prereqs bench \
         submit logs stop clean \
-        docker-login push-image build-multiarch push-multiarch
+        docker-login push-image build-multiarch push-multiarch sbom sign-image scan
 
 help: # @HELP list the targets and the tunable variables with their current values
 	@echo "Targets:"
@@ -92,13 +104,23 @@ build-image: # @HELP build the image IMAGE:VERSION (pulls the base, or builds it
 docker-login: # @HELP log in to REGISTRY with REGISTRY_USER/REGISTRY_TOKEN (or GITHUB_ACTOR/GITHUB_TOKEN), token on stdin
 	scripts/docker-login.sh
 
-push-image: # @HELP push IMAGE:VERSION; VERSION=vX.Y.Z also pushes vX.Y and vX, PUSH_LATEST=true also latest
+push-image: install # @HELP push IMAGE:VERSION; VERSION=vX.Y.Z also pushes vX.Y and vX, PUSH_LATEST=true also latest; attaches the SBOM
 	scripts/push-image.sh
+
+sbom: install # @HELP write the CycloneDX SBOM of IMAGE:VERSION (its Python distributions and Debian packages) to SBOM_FILE
+	@mkdir -p $(dir $(SBOM_FILE))
+	$(BIN)/python scripts/sbom.py $(IMAGE):$(VERSION) $(SBOM_FILE)
+
+sign-image: # @HELP sign the pushed IMAGE:VERSION by digest with the GPG key SIGN_KEY; signatures to LOOKASIDE_DIR
+	scripts/sign-image.sh
+
+scan: # @HELP list the Debian packages of IMAGE:VERSION with pending security updates; fails when there are any
+	scripts/scan.sh
 
 build-multiarch: # @HELP build IMAGE:VERSION for every platform in PLATFORMS (buildx, BuildKit per platform, or podman)
 	scripts/multiarch.sh build
 
-push-multiarch: # @HELP build for PLATFORMS and push one manifest list with the tags of push-image
+push-multiarch: install # @HELP build for PLATFORMS and push one manifest list with the tags of push-image, an SBOM per platform
 	scripts/multiarch.sh push
 
 run-local: install # @HELP run the image against Temporal at TEMPORAL_ADDRESS (starts a dev server with its Web UI if none answers)

@@ -75,7 +75,9 @@ args+=(${EXTRA_BUILD_ARGS:-})
 
 if [ "$engine_name" = podman ]; then
   # Podman writes OCI images by default, and OCI has no HEALTHCHECK: keep the Docker format.
-  cmd=("$docker" build --format docker)
+  # --timestamp sets every file's time and the image's dates to the last commit's: two builds
+  # of a commit give the same image digest.
+  cmd=("$docker" build --format docker --timestamp "$epoch")
 elif "$docker" buildx version >/dev/null 2>&1; then
   cmd=("$docker" buildx build --load)
 else
@@ -89,6 +91,44 @@ if ! SOURCE_DATE_EPOCH=$epoch "${cmd[@]}" "${args[@]}" . ; then
   echo "build-image: build failed. If the error mentions BuildKit, buildx or '--mount', this client has no BuildKit:" >&2
   echo "  install the buildx plugin, or point DOCKER at a client with built-in BuildKit (e.g. DOCKER=/usr/bin/docker)." >&2
   exit 1
+fi
+# Podman before 5.6 (Buildah 1.41) writes the build container's ID and hostname, and the IDs of
+# intermediate images, into a Docker-format config, so two builds of a commit differ there and
+# only there. Drop those fields, as later Buildah does under --timestamp: the image ID and the
+# pushed digest are then the same for every build of a commit. (Not for a --manifest build:
+# its list names the image as built.)
+if [ "$engine_name" = podman ] && [[ " ${EXTRA_BUILD_ARGS:-} " != *" --manifest "* ]]; then
+  if command -v skopeo >/dev/null; then
+    built=$("$docker" image inspect --format '{{.Id}}' "$image:$tag")
+    work=$(mktemp -d)
+    skopeo copy --quiet "containers-storage:$image:$tag" "dir:$work"
+    python3 - "$work" <<'PY'
+import hashlib, json, pathlib, sys
+work = pathlib.Path(sys.argv[1])
+manifest = json.loads((work / "manifest.json").read_text())
+old = manifest["config"]["digest"].split(":")[1]
+config = json.loads((work / old).read_text())
+for key in ("container", "parent"):
+    config.pop(key, None)
+for key in ("config", "container_config"):
+    if isinstance(config.get(key), dict):
+        config[key]["Hostname"] = ""
+for step in config.get("history", []):
+    if step.get("comment", "").startswith("FROM "):
+        del step["comment"]
+blob = json.dumps(config, separators=(",", ":")).encode()
+new = hashlib.sha256(blob).hexdigest()
+(work / old).unlink()
+(work / new).write_bytes(blob)
+manifest["config"].update(digest=f"sha256:{new}", size=len(blob))
+(work / "manifest.json").write_text(json.dumps(manifest))
+PY
+    skopeo copy --quiet "dir:$work" "containers-storage:$image:$tag"
+    rm -rf "$work"
+    [ "$("$docker" image inspect --format '{{.Id}}' "$image:$tag")" = "$built" ] || "$docker" rmi "$built" >/dev/null 2>&1 || true
+  else
+    echo "build-image: skopeo not found: the image keeps the build container's ID (not reproducible)"
+  fi
 fi
 size=$("$docker" image inspect --format '{{.Size}}' "$image:$tag")
 elapsed=$(awk -v s="$start" -v e="$(now_seconds)" 'BEGIN { printf "%.1f", e - s }')

@@ -7,6 +7,8 @@
 #                          `docker manifest create` + `docker manifest push`;
 #   Podman:                one `build --platform P --manifest IMAGE:VERSION` per platform (so each
 #                          gets its own offline base), then `manifest push --all`, Docker format.
+# After a push without buildx (buildx attaches its own), each platform's image gets its
+# CycloneDX SBOM, as with push-image.sh (SBOM=false: not).
 # Environment: those of build-image.sh and push-image.sh, and PLATFORMS.
 # usage: scripts/multiarch.sh build|push
 set -euo pipefail
@@ -91,3 +93,4 @@ else
   done
 fi
 echo "$me: pushed $image:{$(IFS=,; echo "${tags[*]}")} for ${platforms[*]}"
+attach_sboms

@@ -33,7 +33,7 @@ import pytest
 from tests.helpers import ROOT, Seen, free_port, stop_process_group, wait_for
 
 DOCKER = os.environ.get("DOCKER", "docker")
-TOOLS = ("docker-registry", "htpasswd", "podman", "skopeo", "make")
+TOOLS = ("docker-registry", "htpasswd", "podman", "skopeo", "gpg", "make")
 USER = "publisher"
 # The test's own throw-away images and bases; the arm64 base is built offline when missing.
 BASE = "python:3.11-slim"
