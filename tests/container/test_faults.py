@@ -52,40 +52,51 @@ def last_health_output(container: str) -> str:
     return str(log[-1].get("Output", "")).strip()
 
 
-def test_temporal_down_at_start_no_crash_loop_then_healthy(run_container: Any, figure: Figure) -> None:
+def readiness(container: str) -> Callable[[], bool | Seen]:
+    def probe() -> bool | Seen:
+        result = docker("exec", container, "python", "/app/healthcheck.py", "--readiness", check=False)
+        return result.returncode == 0 or Seen(result.stdout.strip())
+
+    return probe
+
+
+def test_temporal_down_at_start_no_crash_loop_alive_then_ready(run_container: Any, figure: Figure) -> None:
     port = free_port()
     container = run_container("--network=host", *PROBE_2S, env=worker_env(f"127.0.0.1:{port}"))
-    wait_health(container, "unhealthy", timeout=30)
     wait_for("a logged retry", lambda: "not reachable (attempt 3)" in container_logs(container), timeout=30)
+    wait_health(container, "healthy", timeout=30)  # alive: waiting for Temporal is no reason to restart
     assert inspect(container)["State"]["Status"] == "running"
     assert inspect(container)["RestartCount"] == 0
-    assert "connecting to Temporal" in last_health_output(container)
+    assert "; not ready: worker connecting: attempt" in last_health_output(container)
+    assert not readiness(container)()
     server = TemporalServer(port=port).start()
     try:
-        took = seconds_until("healthy after Temporal came up", health_is(container, "healthy"), timeout=60)
+        took = seconds_until("ready after Temporal came up", readiness(container), timeout=60)
     finally:
         server.stop()
     assert took <= 60  # two production intervals
-    figure("no crash loop while Temporal is down; healthy soon after it comes up", f"{took:.1f} s to healthy")
+    figure("no crash loop while Temporal is down, alive; ready soon after it comes up", f"{took:.1f} s to ready")
 
 
-def test_temporal_restart_unhealthy_while_down_then_recovers(
+def test_temporal_restart_not_ready_while_down_then_ready_without_a_restart(
     own_temporal: TemporalServer, run_container: Any, figure: Figure
 ) -> None:
     container = run_container("--network=host", *PROBE_2S, env=worker_env(own_temporal.address))
     wait_health(container, "healthy", timeout=30)
+    seconds_until("ready", readiness(container), timeout=60)
     started_at = inspect(container)["State"]["StartedAt"]
     own_temporal.stop()
-    down = seconds_until("unhealthy after Temporal stopped", health_is(container, "unhealthy"), timeout=30)
-    assert "cannot query Temporal" in last_health_output(container)
-    time.sleep(5)  # stay down a while
+    down = seconds_until("not ready after Temporal stopped", lambda: not readiness(container)(), timeout=30)
+    time.sleep(5)  # stay down a while, and let Docker probe
+    assert health_status(container) == "healthy"  # an outage is not death
+    assert f"not ready: Temporal unreachable at {own_temporal.address}" in last_health_output(container)
     own_temporal.start()
-    back = seconds_until("healthy after Temporal restarted", health_is(container, "healthy"), timeout=60)
+    back = seconds_until("ready after Temporal restarted", readiness(container), timeout=60)
     state = inspect(container)
     assert (state["State"]["StartedAt"], state["RestartCount"]) == (started_at, 0)  # recovered by itself
     figure(
-        "unhealthy while Temporal is down, recovers without a restart",
-        f"{down:.1f} s to unhealthy, {back:.1f} s to healthy",
+        "Temporal restarted: not ready while it is down, Docker still healthy; ready again without a restart",
+        f"{down:.1f} s to not ready, {back:.1f} s to ready",
     )
 
 
