@@ -73,12 +73,29 @@ def start_runs(address: str, queue: str, count: int) -> list[str]:
 
 
 def run_results(address: str, ids: list[str], timeout: float) -> list[Any]:
+    """The runs' results; a run that failed is reported with its cause."""
+
     async def wait() -> list[Any]:
         client = await Client.connect(address)
         handles = [client.get_workflow_handle(i) for i in ids]
-        return list(await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), timeout))
+        results = await asyncio.wait_for(
+            asyncio.gather(*(h.result() for h in handles), return_exceptions=True), timeout
+        )
+        failed = [
+            (i, r, getattr(r, "cause", None)) for i, r in zip(ids, results, strict=True) if isinstance(r, Exception)
+        ]
+        assert not failed, f"{len(failed)} of {len(ids)} runs failed, e.g. {failed[:3]!r}"
+        return list(results)
 
     return asyncio.run(wait())
+
+
+def wait_ready(container: str) -> None:
+    def ready() -> bool | Seen:
+        code, line = probe(container, "readiness")
+        return code == 0 or Seen(line)
+
+    wait_for("ready", ready, timeout=STARTUP, interval=1)
 
 
 class Prober:
@@ -124,6 +141,10 @@ def docker_health_log(container: str, seen: dict[str, int]) -> None:
 
 @contextmanager
 def docker_health_watch(container: str) -> Iterator[dict[str, int]]:
+    """Docker's own probes from now on (start time -> exit code); earlier ones, e.g. while the
+    worker was starting, are left out."""
+    before: dict[str, int] = {}
+    docker_health_log(container, before)
     seen: dict[str, int] = {}
     stop = threading.Event()
 
@@ -139,6 +160,8 @@ def docker_health_watch(container: str) -> Iterator[dict[str, int]]:
         stop.set()
         thread.join(timeout=30)
         docker_health_log(container, seen)
+        for start in before:
+            seen.pop(start, None)
 
 
 def wait_requests(fake: FakeLLM, count: int, timeout: float = 60) -> None:
@@ -160,7 +183,7 @@ def test_busy_worker_stays_alive_ready_and_healthy_past_the_old_poll_window(
         env = {**worker_env(temporal.address), **model_env(fake), "STIGMER_MAX_CONCURRENT_ACTIVITIES": "1"}
         container = run_container("--network=host", *PROBE_5S, env=env)
         wait_health(container, "healthy", timeout=STARTUP)
-        wait_for("ready", lambda: probe(container, "readiness")[0] == 0, timeout=STARTUP, interval=1)
+        wait_ready(container)
         ids = start_runs(temporal.address, env["TEMPORAL_TASK_QUEUE"], 1)
         wait_requests(fake, 1)
         with docker_health_watch(container) as docker_seen, Prober(container, interval=5) as prober:
@@ -236,7 +259,7 @@ def test_each_probe_costs_under_300ms_and_50mb_inside_the_container(
     temporal: TemporalServer, run_container: Any, figure: Any
 ) -> None:
     container = run_container("--network=host", "--health-interval=30s", env=worker_env(temporal.address))
-    wait_for("ready", lambda: probe(container, "readiness")[0] == 0, timeout=STARTUP, interval=1)
+    wait_ready(container)
     measured = {}
     for mode in MODES:
         out = docker("exec", container, "python", "-c", PROBE_COST, "15", *FLAG[mode], timeout=300).stdout.split()
@@ -290,7 +313,7 @@ def test_busy_workers_outage_and_soak_never_fail_falsely(
                 "STIGMER_MAX_CONCURRENT_ACTIVITIES": str(slots),
             }
             container = run_container("--network=host", *PROBE_10S, env=env)
-            wait_for("ready", lambda: probe(container, "readiness")[0] == 0, timeout=STARTUP, interval=1)
+            wait_ready(container)
             ids = start_runs(temporal.address, env["TEMPORAL_TASK_QUEUE"], slots)
             wait_requests(fake, slots)
             with docker_health_watch(container) as docker_seen, Prober(container, interval=10) as prober:
@@ -311,7 +334,7 @@ def test_busy_workers_outage_and_soak_never_fail_falsely(
                 "--health-start-period=1s",
                 env=worker_env(own_temporal.address),
             )
-            wait_for("ready", lambda: probe(container, "readiness")[0] == 0, timeout=STARTUP, interval=1)
+            wait_ready(container)
             started_at = inspect(container)["State"]["StartedAt"]
             with docker_health_watch(container) as docker_seen, Prober(container, interval=5) as prober:
                 down_at = time.monotonic()
@@ -346,7 +369,7 @@ def test_busy_workers_outage_and_soak_never_fail_falsely(
         def soak() -> str:
             env = {**worker_env(temporal.address), **model_env(soak_llm), "STIGMER_MAX_CONCURRENT_ACTIVITIES": "4"}
             container = run_container("--network=host", *PROBE_5S, env=env)
-            wait_for("ready", lambda: probe(container, "readiness")[0] == 0, timeout=STARTUP, interval=1)
+            wait_ready(container)
             ids: list[str] = []
             with docker_health_watch(container) as docker_seen, Prober(container, interval=5) as prober:
                 deadline = time.monotonic() + soak_seconds
