@@ -13,7 +13,8 @@ LIVENESS (healthcheck.py --liveness): is this process working? Never asks Tempor
 3. state "failed"                         -> the SDK worker failed fatally; the worker is
                                              retrying, but has not polled since
 4. state "polling", and for workflow or activity tasks no poller out (no permit held for a
-   poll, no one waiting for a slot) for longer than POLLER_MAX_GAP
+   poll, no one waiting for a slot) for longer than POLLER_MAX_GAP (POLLER_START_MAX before
+   the first poll), as of the file's last write
                                           -> the SDK stopped polling
    Otherwise alive: busy (every slot in use, one poller waiting for a slot) is alive however
    long it lasts; connecting to an unreachable Temporal is alive; draining is alive.
@@ -58,6 +59,9 @@ BEAT_MAX_AGE = 20.0
 # Between a poll that brought a task and the next reservation the SDK holds no poll permit for
 # a moment; a gap this long means it stopped polling.
 POLLER_MAX_GAP = 20.0
+# Before its first poll the SDK worker checks the namespace with Temporal; on a crowded
+# machine that can take a while.
+POLLER_START_MAX = 60.0
 # The SDK's worker heartbeats to Temporal (metrics.make_runtime); Temporal's view of this
 # worker is fresh when its last heartbeat is younger than three of them, plus slack.
 WORKER_HEARTBEAT_INTERVAL = 10.0
@@ -219,9 +223,14 @@ def judge_liveness(beat: Beat | None, now: float, path: Path) -> tuple[bool, str
     if beat.state == "draining":
         return True, f"alive, draining running work for {for_}"
     slots = []
+    # As of the file's last write, not now: a frozen process must not look like a stopped poller.
+    written = max(beat.at, beat.checked_at)
     for kind, view in sorted(beat.slots.items(), reverse=True):  # workflow, then activity
-        gap = now - view["no_poller_since"] if view["pollers"] == 0 and view["no_poller_since"] else 0.0
-        if gap > POLLER_MAX_GAP:
+        gap = written - view["no_poller_since"] if view["pollers"] == 0 and view["no_poller_since"] else 0.0
+        if not view.get("started", True):
+            if gap > POLLER_START_MAX:
+                return False, f"worker's Temporal SDK has not begun to poll for {kind} tasks in {gap:.0f}s"
+        elif gap > POLLER_MAX_GAP:
             return False, (
                 f"worker's Temporal SDK stopped polling for {kind} tasks {gap:.0f}s ago, "
                 f"with {view['used']} of {view['capacity']} slots in use"

@@ -45,6 +45,7 @@ class CountingSlotSupplier(CustomSlotSupplier):
         self._waiting = 0  # reserve_slot calls waiting for a slot to free up
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._no_poller_since = time.time()
+        self._started = False  # a first permit was reserved: the SDK has begun to poll
 
     async def reserve_slot(self, ctx: SlotReserveContext) -> SlotPermit:
         loop = asyncio.get_running_loop()
@@ -93,19 +94,22 @@ class CountingSlotSupplier(CustomSlotSupplier):
 
     def _note(self) -> None:
         pollers = self._reserved - self._used + self._waiting
+        self._started = self._started or self._reserved > 0
         if pollers > 0:
             self._no_poller_since = 0.0
         elif not self._no_poller_since:
             self._no_poller_since = time.time()
 
     def view(self) -> dict[str, Any]:
-        """What the heartbeat file records: capacity, slots in use, pollers out, since when none."""
+        """What the heartbeat file records: capacity, slots in use, pollers out, since when none,
+        and whether the SDK has begun to poll at all."""
         with self._lock:
             return {
                 "capacity": self.capacity,
                 "used": self._used,
                 "pollers": self._reserved - self._used + self._waiting,
                 "no_poller_since": self._no_poller_since,
+                "started": self._started,
             }
 
 

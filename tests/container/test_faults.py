@@ -52,10 +52,12 @@ def last_health_output(container: str) -> str:
     return str(log[-1].get("Output", "")).strip()
 
 
-def readiness(container: str) -> Callable[[], bool | Seen]:
+def readiness(container: str, wanted: bool = True) -> Callable[[], bool | Seen]:
+    """A probe for wait_for: True once `healthcheck.py --readiness` passes (or fails, wanted=False)."""
+
     def probe() -> bool | Seen:
         result = docker("exec", container, "python", "/app/healthcheck.py", "--readiness", check=False)
-        return result.returncode == 0 or Seen(result.stdout.strip())
+        return (result.returncode == 0) == wanted or Seen(result.stdout.strip())
 
     return probe
 
@@ -68,7 +70,7 @@ def test_temporal_down_at_start_no_crash_loop_alive_then_ready(run_container: An
     assert inspect(container)["State"]["Status"] == "running"
     assert inspect(container)["RestartCount"] == 0
     assert "; not ready: worker connecting: attempt" in last_health_output(container)
-    assert not readiness(container)()
+    assert readiness(container, wanted=False)() is True
     server = TemporalServer(port=port).start()
     try:
         took = seconds_until("ready after Temporal came up", readiness(container), timeout=60)
@@ -86,7 +88,7 @@ def test_temporal_restart_not_ready_while_down_then_ready_without_a_restart(
     seconds_until("ready", readiness(container), timeout=60)
     started_at = inspect(container)["State"]["StartedAt"]
     own_temporal.stop()
-    down = seconds_until("not ready after Temporal stopped", lambda: not readiness(container)(), timeout=30)
+    down = seconds_until("not ready after Temporal stopped", readiness(container, wanted=False), timeout=30)
     time.sleep(5)  # stay down a while, and let Docker probe
     assert health_status(container) == "healthy"  # an outage is not death
     assert f"not ready: Temporal unreachable at {own_temporal.address}" in last_health_output(container)

@@ -6,12 +6,14 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agent_runner.health import (
     BEAT_MAX_AGE,
     POLLER_MAX_GAP,
+    POLLER_START_MAX,
     SERVER_BEAT_MAX_AGE,
     Beat,
     Heartbeat,
@@ -26,16 +28,17 @@ NOW = 1_800_000_000.0
 PATH = Path("/tmp/health.json")
 
 
-def slot(capacity: int, used: int, pollers: int, no_poller_for: float = 0.0) -> dict[str, float]:
+def slot(capacity: int, used: int, pollers: int, no_poller_for: float = 0.0, started: bool = True) -> dict[str, Any]:
     return {
         "capacity": capacity,
         "used": used,
         "pollers": pollers,
         "no_poller_since": NOW - no_poller_for if no_poller_for else 0.0,
+        "started": started,
     }
 
 
-def beat(age: float = 1.0, state: str = "polling", **slots: dict[str, float]) -> Beat:
+def beat(age: float = 1.0, state: str = "polling", **slots: dict[str, Any]) -> Beat:
     view = slots or {"workflow": slot(100, 0, 5), "activity": slot(10, 0, 5)}
     return Beat("id-1", "queue", state, since=NOW - 100, at=NOW - age, pid=1, slots=view)
 
@@ -72,12 +75,30 @@ def test_stale_beat_with_live_watchdog_means_blocked_loop_and_says_where() -> No
 
 
 def test_no_poller_with_free_slots_beyond_the_gap_means_the_sdk_stopped_polling() -> None:
-    stopped = beat(workflow=slot(100, 0, 5), activity=slot(10, 1, 0, no_poller_for=POLLER_MAX_GAP + 1))
+    stopped = beat(age=1, workflow=slot(100, 0, 5), activity=slot(10, 1, 0, no_poller_for=POLLER_MAX_GAP + 2))
     ok, reason = alive(stopped)
     assert not ok
-    assert reason == (
+    assert reason == (  # as of the file's last write, 1 s ago
         f"worker's Temporal SDK stopped polling for activity tasks {POLLER_MAX_GAP + 1:.0f}s ago, "
         "with 1 of 10 slots in use"
+    )
+
+
+def test_a_frozen_process_is_unresponsive_not_a_stopped_poller() -> None:
+    # Frozen 15 s after a gap in polling began: as of its last write the gap was 15 s, under the limit.
+    frozen = beat(age=15, workflow=slot(100, 0, 0, no_poller_for=POLLER_MAX_GAP + 10), activity=slot(10, 0, 5))
+    assert alive(frozen)[0]
+    frozen.at = NOW - BEAT_MAX_AGE - 1
+    assert "unresponsive" in alive(frozen)[1]
+
+
+def test_an_sdk_worker_not_yet_polling_gets_longer_to_start() -> None:
+    starting = beat(workflow=slot(100, 0, 0, no_poller_for=POLLER_MAX_GAP + 5, started=False), activity=slot(10, 0, 5))
+    assert alive(starting)[0]
+    starting.slots["workflow"] = slot(100, 0, 0, no_poller_for=POLLER_START_MAX + 2, started=False)
+    assert alive(starting) == (
+        False,
+        f"worker's Temporal SDK has not begun to poll for workflow tasks in {POLLER_START_MAX + 1:.0f}s",
     )
 
 
