@@ -6,11 +6,12 @@ from datetime import timedelta
 
 from temporalio.runtime import Runtime, TelemetryConfig
 
-# How often the SDK tells Temporal this worker is alive, with its slots and pollers
-# (worker heartbeats: ListWorkers / DescribeWorker, `temporal worker list`). The readiness
-# probe reads them; the SDK's default is 60 s, too slow to be ready soon after an outage.
-WORKER_HEARTBEAT_INTERVAL = timedelta(seconds=10)
+from agent_runner.health import WORKER_HEARTBEAT_INTERVAL
 
 
 def make_runtime() -> Runtime:
-    return Runtime(telemetry=TelemetryConfig(), worker_heartbeat_interval=WORKER_HEARTBEAT_INTERVAL)
+    # Worker heartbeats: the SDK tells Temporal, every WORKER_HEARTBEAT_INTERVAL seconds, that this
+    # worker is alive, with its slots and pollers (ListWorkers / DescribeWorker, `temporal worker
+    # list`). The readiness probe reads them; the SDK's default of 60 s would leave a worker not
+    # ready for up to a minute after an outage.
+    return Runtime(telemetry=TelemetryConfig(), worker_heartbeat_interval=timedelta(seconds=WORKER_HEARTBEAT_INTERVAL))
