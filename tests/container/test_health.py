@@ -31,6 +31,8 @@ from tests.container.conftest import (
 from tests.fake_llm import Answer, FakeLLM, fake_llm, openai_answer
 from tests.helpers import Seen, TemporalServer, wait_for
 
+pytestmark = pytest.mark.container
+
 MODES = ("liveness", "readiness", "docker")
 # Docker probes every few seconds, with room for a probe on a crowded machine: the image's own
 # 10 s timeout counts a slow start of Python as a failure, which is not what these tests measure.
