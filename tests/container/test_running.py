@@ -17,7 +17,8 @@ def test_turns_healthy_against_the_dev_server(temporal: TemporalServer, run_cont
     wait_health(container, "healthy", timeout=30)
     last = inspect(container)["State"]["Health"]["Log"][-1]
     assert last["ExitCode"] == 0
-    assert last["Output"].startswith("healthy: agent-runner/")
+    assert last["Output"].startswith("healthy: alive, polling: workflow slots 0/100, activity slots 0/10 in use; ")
+    assert "ready: Temporal" in last["Output"] and "agent-runner/" in last["Output"]  # this worker's identity
 
 
 def test_runs_an_agent_writing_into_a_mounted_workspace(
