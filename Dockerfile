@@ -91,7 +91,9 @@ ENV PYTHONDONTWRITEBYTECODE=1
 VOLUME ["/workspace"]
 USER 1000:1000
 
-# Proves this worker is connected and polling its task queue (see agent_runner/health.py).
+# Fails when this worker is stuck: frozen, its event loop blocked, its SDK failed or no longer
+# polling with free slots. Busy, or waiting out a Temporal outage, is healthy; the line says
+# whether it is also ready. Kubernetes: --liveness and --readiness (see agent_runner/health.py).
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
     CMD ["python", "/app/healthcheck.py"]
 CMD ["python", "-m", "agent_runner"]

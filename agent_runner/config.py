@@ -108,6 +108,11 @@ def load_client_settings(env: Mapping[str, str] | None = None) -> ClientSettings
     return ClientSettings(connect=_temporal_connect_config(env, notes), task_queue=_task_queue(env, notes))
 
 
+def load_health_file(env: Mapping[str, str] | None = None) -> Path:
+    """STIGMER_HEALTH_FILE alone, as load_settings reads it: the liveness probe needs nothing else."""
+    return _path(dict(os.environ if env is None else env), "STIGMER_HEALTH_FILE", DEFAULT_HEALTH_FILE)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
     notes: list[str] = []

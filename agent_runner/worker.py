@@ -9,6 +9,7 @@ import os
 import secrets
 import signal
 import socket
+import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -20,6 +21,8 @@ from agent_runner.activities import AgentActivities, volume_id, volume_queue
 from agent_runner.config import Settings
 from agent_runner.errors import describe_error
 from agent_runner.health import Heartbeat
+from agent_runner.metrics import make_runtime
+from agent_runner.slots import SlotView
 from agent_runner.workflows import AgentExecutionWorkflow
 
 log = logging.getLogger("agent_runner")
@@ -28,6 +31,8 @@ BACKOFF_FIRST = 1.0
 # Short enough that a worker is back within seconds of Temporal returning, long enough that
 # many replicas do not hammer a recovering cluster.
 BACKOFF_MAX = 10.0
+# An SDK worker that ran this long without failing ends a run of failures.
+STABLE_AFTER = 60.0
 
 
 def new_identity() -> str:
@@ -87,13 +92,17 @@ async def _serve(
     extra_activities: list[Callable[..., Any]],
 ) -> None:
     """Connect, poll, and after a fatal worker error connect again, until stop is set."""
+    runtime = make_runtime()
     delay = BACKOFF_FIRST
     attempt = 0
+    failures = 0  # SDK worker failures in a row: the heartbeat says "failed" until one polls again
+    sdk_error = ""
     while not stop.is_set():
         attempt += 1
-        beat.set_state("connecting")
+        if not failures:
+            beat.set_state("connecting")
         try:
-            client = await Client.connect(**settings.connect, identity=identity)
+            client = await Client.connect(**settings.connect, identity=identity, runtime=runtime)
         except Exception as err:
             log.warning(
                 "Temporal at %s not reachable (attempt %d): %s; retrying in %.0fs",
@@ -102,26 +111,39 @@ async def _serve(
                 describe_error(err),
                 delay,
             )
+            error = f"attempt {attempt}: {describe_error(err)}"
+            if failures:
+                beat.set_state("failed", f"{sdk_error}; reconnecting, {error}")
+            else:
+                beat.set_state("connecting", error)
             await _sleep_unless(stop, delay)
             delay = min(delay * 2, BACKOFF_MAX)
             continue
         delay, attempt = BACKOFF_FIRST, 0
-        workers = _make_workers(settings, client, identity, extra_workflows, extra_activities)
+        slots = WorkerSlots(settings)
+        workers = _make_workers(settings, client, identity, slots, extra_workflows, extra_activities)
+        beat.watch_slots(slots.view)
         beat.set_state("polling")
         log.info("connected; polling task queues %s", ", ".join(w.task_queue for w in workers))
         runs = {asyncio.create_task(w.run()) for w in workers}
         stopping = asyncio.create_task(stop.wait())
+        started = time.monotonic()
         done, _ = await asyncio.wait({*runs, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if stop.is_set():
+            beat.set_state("draining")
             # Stops polling, waits for running activities up to the drain timeout.
             await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
             await asyncio.gather(*runs, return_exceptions=True)
             return
         stopping.cancel()
-        error = next(iter(done)).exception()
+        beat.watch_slots(None)
+        failures = 1 if time.monotonic() - started > STABLE_AFTER else failures + 1
+        sdk_error = describe_error(next(iter(done)).exception())
         await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
         await asyncio.gather(*runs, return_exceptions=True)
-        log.error("worker stopped unexpectedly: %s; reconnecting in %.0fs", describe_error(error), delay)
+        delay = min(BACKOFF_FIRST * 2 ** (failures - 1), BACKOFF_MAX)
+        log.error("worker stopped unexpectedly: %s; reconnecting in %.0fs", sdk_error, delay)
+        beat.set_state("failed", sdk_error, failures)
         await _sleep_unless(stop, delay)
 
 
@@ -129,6 +151,7 @@ def _make_workers(
     settings: Settings,
     client: Client,
     identity: str,
+    slots: WorkerSlots,
     extra_workflows: list[type],
     extra_activities: list[Callable[..., Any]],
 ) -> list[Worker]:
@@ -150,7 +173,7 @@ def _make_workers(
             workflows=[AgentExecutionWorkflow, *extra_workflows],
             activities=[activities.open_workspace, activities.call_model, *extra_activities],
             identity=identity,
-            max_concurrent_activities=settings.max_concurrent_model_calls,
+            tuner=slots.main.tuner(),  # counted for the health check (agent_runner/slots.py)
             graceful_shutdown_timeout=drain,
         ),
         Worker(
@@ -158,10 +181,26 @@ def _make_workers(
             task_queue=volume,
             activities=[activities.call_tool, activities.close_workspace],
             identity=identity,
-            max_concurrent_activities=settings.max_concurrent_activities,
+            tuner=slots.volume.tuner(),
             graceful_shutdown_timeout=drain,
         ),
     ]
+
+
+class WorkerSlots:
+    """The slots of both SDK workers, as the heartbeat file records them: workflow tasks and
+    model calls on the task queue, tool calls on the volume's queue."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.main = SlotView(settings.max_concurrent_model_calls)
+        self.volume = SlotView(settings.max_concurrent_activities)
+
+    def view(self) -> dict[str, dict[str, Any]]:
+        return {
+            "workflow": self.main.workflow.view(),
+            "model": self.main.activity.view(),
+            "tool": self.volume.activity.view(),
+        }
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:

@@ -177,8 +177,9 @@ say "starting $image as $name (workspace $workspace, Temporal $container_address
 "$docker" run -d --name "$name" "${net_args[@]}" ${user_args[@]+"${user_args[@]}"} "${env_args[@]}" \
   -v "$workspace:/workspace" "$image" >/dev/null
 
-# 6. Wait for health. Docker's own probe first runs after the 30 s interval, so ask the
-#    same health check directly, every second, up to HEALTH_TIMEOUT.
+# 6. Wait for health. Docker's own probe first runs after the 30 s interval, and passes as soon
+#    as the worker is alive; ask the readiness probe (connected and polling) directly, every
+#    second, up to HEALTH_TIMEOUT.
 start=$SECONDS
 last=""
 while [ $((SECONDS - start)) -lt "$health_timeout" ]; do
@@ -187,7 +188,7 @@ while [ $((SECONDS - start)) -lt "$health_timeout" ]; do
     "$docker" logs --tail 20 "$name" >&2 || true
     die "container $name is $state (logs above)"
   fi
-  if last=$("$docker" exec "$name" python /app/healthcheck.py 2>&1); then
+  if last=$("$docker" exec "$name" python /app/healthcheck.py --readiness 2>&1); then
     say "$last"
     say "healthy after $((SECONDS - start))s.${ui_url:+ Web UI: $ui_url  } Logs: make logs   Stop: make stop"
     exit 0

@@ -41,11 +41,11 @@ class WorkerProcess:
             )
         return self
 
-    def health(self) -> subprocess.CompletedProcess[str]:
+    def health(self, *flags: str, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, str(ROOT / "healthcheck.py")],
+            [sys.executable, str(ROOT / "healthcheck.py"), *flags],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **env},
             capture_output=True,
             text=True,
             timeout=15,
@@ -58,6 +58,13 @@ class WorkerProcess:
             return result.stdout.strip() if result.returncode == 0 else False
 
         return str(wait_for(f"worker healthy; log: {self.logs()[-400:]}", probe, timeout, interval=0.5))
+
+    def wait_ready(self, timeout: float = 45) -> str:
+        def probe() -> str | bool:
+            result = self.health("--readiness")
+            return result.stdout.strip() if result.returncode == 0 else False
+
+        return str(wait_for(f"worker ready; log: {self.logs()[-400:]}", probe, timeout, interval=0.5))
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
