@@ -100,7 +100,7 @@ fi
 if [ "$engine_name" = podman ] && [[ " ${EXTRA_BUILD_ARGS:-} " != *" --manifest "* ]]; then
   if command -v skopeo >/dev/null; then
     built=$("$docker" image inspect --format '{{.Id}}' "$image:$tag")
-    work=$(mktemp -d)
+    work=$(mktemp -d "${TMPDIR:-/tmp}/agent-runner.XXXXXX")
     skopeo copy --quiet "containers-storage:$image:$tag" "dir:$work"
     python3 - "$work" <<'PY'
 import hashlib, json, pathlib, sys

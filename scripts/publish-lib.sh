@@ -76,7 +76,7 @@ manifest_digest() {
   command -v skopeo >/dev/null || die "skopeo not found: apt-get install skopeo (or SBOM=false to push without an SBOM)"
   is_loopback "$(registry_of "$image")" && tls=(--tls-verify=false)
   # shellcheck disable=SC2046 # skopeo_auth prints one word or none
-  skopeo inspect --raw $(skopeo_auth) "${tls[@]}" "$1" >"$2" || die "cannot read the manifest of $1"
+  skopeo inspect --raw $(skopeo_auth) ${tls[@]+"${tls[@]}"} "$1" >"$2" || die "cannot read the manifest of $1"
   echo "sha256:$(sha256sum "$2" | cut -d' ' -f1)"
 }
 
@@ -87,7 +87,7 @@ manifest_digest() {
 attach_sbom() {
   local local_ref=$1 digest=$2 dir blob config manifest tls=()
   [ -x "$root/.venv/bin/python" ] || die "the SBOM needs the project's venv: run make install (or SBOM=false)"
-  dir=$(mktemp -d)
+  dir=$(mktemp -d "${TMPDIR:-/tmp}/agent-runner.XXXXXX")
   "$root/.venv/bin/python" "$root/scripts/sbom.py" "$local_ref" "$dir/sbom.json" || die "SBOM of $local_ref failed"
   mkdir -p "$dir/oci/blobs/sha256"
   blob=$(sha256sum "$dir/sbom.json" | cut -d' ' -f1)
@@ -104,7 +104,7 @@ attach_sbom() {
   printf '{"imageLayoutVersion":"1.0.0"}' >"$dir/oci/oci-layout"
   is_loopback "$(registry_of "$image")" && tls=(--dest-tls-verify=false)
   # shellcheck disable=SC2046 # skopeo_auth prints one word or none
-  push_or_explain skopeo copy --quiet $(skopeo_auth) "${tls[@]}" "oci:$dir/oci" "docker://$image:${digest/:/-}.sbom"
+  push_or_explain skopeo copy --quiet $(skopeo_auth) ${tls[@]+"${tls[@]}"} "oci:$dir/oci" "docker://$image:${digest/:/-}.sbom"
   rm -rf "$dir"
   echo "$me: attached the SBOM of $local_ref to $image@$digest as $image:${digest/:/-}.sbom"
 }
@@ -118,7 +118,7 @@ attach_sboms() {
     *) die "SBOM=$SBOM: use true or false" ;;
   esac
   local tmp digest entries
-  tmp=$(mktemp)
+  tmp=$(mktemp "${TMPDIR:-/tmp}/agent-runner.XXXXXX")
   digest=$(manifest_digest "docker://$image:$version" "$tmp")
   entries=$(python3 -c 'import json, sys
 m = json.load(open(sys.argv[1]))

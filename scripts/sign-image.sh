@@ -20,7 +20,7 @@ gpg --batch --list-secret-keys "$SIGN_KEY" >/dev/null 2>&1 \
 lookaside=${LOOKASIDE_DIR:-$root/.run/signatures}
 read -r -a tags <<<"$(release_tags)"
 
-tmp=$(mktemp -d)
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/agent-runner.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 digest=$(manifest_digest "docker://$image:$version" "$tmp/manifest.json")
 # The repository's path in its registry: the reference without the registry host.
@@ -36,7 +36,7 @@ passphrase=()
 n=0
 for tag in "${tags[@]}"; do
   n=$((n + 1))
-  skopeo standalone-sign "${passphrase[@]}" "$tmp/manifest.json" "$image:$tag" "$SIGN_KEY" \
+  skopeo standalone-sign ${passphrase[@]+"${passphrase[@]}"} "$tmp/manifest.json" "$image:$tag" "$SIGN_KEY" \
     --output "$dir/signature-$n" || die "signing $image:$tag failed (gpg's message is above)"
 done
 echo "$me: signed $image@$digest as $image:{$(IFS=,; echo "${tags[*]}")} with key $SIGN_KEY"

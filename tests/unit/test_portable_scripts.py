@@ -200,6 +200,7 @@ def test_push_multiarch_against_a_stub_engine(macos_path: str, stub_engine: Path
         IMAGE=image,
         VERSION="v1.2.3",
         PLATFORMS="linux/amd64,linux/arm64",
+        SBOM="false",  # the SBOM's attachment needs a real registry: tests/publish
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"built {image}:v1.2.3-{{amd64,arm64}}" in result.stdout
@@ -279,7 +280,13 @@ def test_push_image_with_its_release_tags_against_a_stub_engine(
 ) -> None:
     image = "ghcr.io/example/agent-runner"
     result = run(
-        ["scripts/push-image.sh"], macos_path, tmp_path, DOCKER=str(stub_engine), IMAGE=image, VERSION="v1.2.3"
+        ["scripts/push-image.sh"],
+        macos_path,
+        tmp_path,
+        DOCKER=str(stub_engine),
+        IMAGE=image,
+        VERSION="v1.2.3",
+        SBOM="false",  # the SBOM's attachment needs a real registry: tests/publish
     )
     assert result.returncode == 0, result.stdout + result.stderr
     pushed = [line.split()[-1] for line in calls(tmp_path) if line.startswith("push ")]
