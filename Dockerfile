@@ -38,6 +38,12 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends binutils \
     && rm -rf /var/lib/apt/lists/*
 
+# ---- tini: a minimal init for PID 1 (Debian's package); only its binary reaches the runtime stage.
+FROM ${BASE_IMAGE} AS tini
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tini \
+    && rm -rf /var/lib/apt/lists/*
+
 # ---- venv: the finished venv: native libraries stripped of debug symbols (-7 MB), bytecode
 # compiled. The two largest pure-Python trees, the Temporal SDK and protobuf, keep only their
 # bytecode (-5 MB): tracebacks through them show file and line but not the line's text.
@@ -63,6 +69,9 @@ RUN groupadd --gid 1000 stigmer \
     && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/stigmer --shell /usr/sbin/nologin stigmer \
     && install -d -o 1000 -g 0 -m 0775 /workspace
 
+# PID 1 is tini: it forwards SIGTERM to the worker (so a stop still drains) and reaps any
+# orphan that outlived the launcher meant to reap it (see agent_runner/sandbox.py).
+COPY --from=tini /usr/bin/tini /usr/bin/tini
 # Code and venv stay root-owned: the worker can run them but not change them.
 COPY --from=venv --chown=root:root /opt/venv /opt/venv
 
@@ -84,6 +93,7 @@ USER 1000:1000
 # Proves this worker is connected and polling its task queue (see agent_runner/health.py).
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
     CMD ["python", "/app/healthcheck.py"]
+ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["python", "-m", "agent_runner"]
 
 # Last, so that a new version or revision changes no layer above.

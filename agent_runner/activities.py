@@ -15,6 +15,7 @@ from agent_runner.agent_loop import run_agent
 from agent_runner.config import LLMSettings
 from agent_runner.llm import make_chat_model
 from agent_runner.models import CANCELLED, FAILED, AgentRequest, AgentResult
+from agent_runner.sandbox import SandboxSettings
 from agent_runner.tools import Workspace, command_env, compare_snapshots, hide_worker_memory
 
 HEARTBEAT_EVERY = 2.0  # seconds; the workflow's heartbeat timeout is a few times this
@@ -23,10 +24,17 @@ HEARTBEAT_EVERY = 2.0  # seconds; the workflow's heartbeat timeout is a few time
 class WorkspaceActivities:
     """Holds the worker's settings so the activity needs no global state."""
 
-    def __init__(self, workspace_root: Path, llm: LLMSettings | None = None, command_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        workspace_root: Path,
+        llm: LLMSettings | None = None,
+        command_timeout: float = 120.0,
+        sandbox: SandboxSettings | None = None,
+    ) -> None:
         self.workspace_root = workspace_root
         self.llm = llm
         self.command_timeout = command_timeout
+        self.sandbox = sandbox or SandboxSettings()
         # Computed once: what a tool command may see of the worker's environment.
         self.command_env = command_env(os.environ, [llm.api_key] if llm and llm.api_key else [])
         hide_worker_memory()
@@ -42,7 +50,7 @@ class WorkspaceActivities:
             )
         run_dir = resolve_run_dir(self.workspace_root, request.workspace)
         await asyncio.to_thread(run_dir.mkdir, parents=True, exist_ok=True)
-        workspace = Workspace(run_dir, command_timeout=self.command_timeout, env=self.command_env)
+        workspace = Workspace(run_dir, command_timeout=self.command_timeout, env=self.command_env, sandbox=self.sandbox)
         before = await asyncio.to_thread(workspace.snapshot)
         model = make_chat_model(self.llm, request.model)
         activity.logger.info("agent run started in %s with %s model %s", run_dir, self.llm.provider, model.model)

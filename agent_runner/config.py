@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agent_runner.errors import describe_error
+from agent_runner.sandbox import MIB, MODES, NETWORK_MODES, SandboxSettings
 
 DEFAULT_ADDRESS = "localhost:7233"
 DEFAULT_NAMESPACE = "default"
@@ -81,6 +82,7 @@ class Settings:
     llm: LLMSettings | None  # None: no provider configured, runs fail with a message saying what to set
     command_timeout: float  # the longest a tool command may run, seconds
     notes: tuple[str, ...] = ()  # precedence decisions worth one log line at start-up
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)  # how tool commands are confined and bounded
 
     @property
     def address(self) -> str:
@@ -123,6 +125,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         llm=load_llm_settings(env, notes),
         command_timeout=_seconds(env, "STIGMER_COMMAND_TIMEOUT", 120.0, minimum=1),
         notes=tuple(notes),
+        sandbox=load_sandbox_settings(env),
+    )
+
+
+def load_sandbox_settings(env: Mapping[str, str]) -> SandboxSettings:
+    return SandboxSettings(
+        mode=_choice(env, "STIGMER_SANDBOX", "best-effort", MODES),
+        network=_choice(env, "STIGMER_COMMAND_NETWORK", "on", NETWORK_MODES) == "on",
+        max_file_size=_int(env, "STIGMER_COMMAND_MAX_FILE_MB", 1024, minimum=1) * MIB,
+        max_open_files=_int(env, "STIGMER_COMMAND_MAX_OPEN_FILES", 1024, minimum=16),
+        max_processes=_int(env, "STIGMER_COMMAND_MAX_PROCESSES", 512, minimum=8),
     )
 
 

@@ -130,7 +130,7 @@ def _make_worker(
     extra_workflows: list[type],
     extra_activities: list[Callable[..., Any]],
 ) -> Worker:
-    activities = WorkspaceActivities(settings.workspace_root, settings.llm, settings.command_timeout)
+    activities = WorkspaceActivities(settings.workspace_root, settings.llm, settings.command_timeout, settings.sandbox)
     return Worker(
         client,
         task_queue=settings.task_queue,
