@@ -34,7 +34,7 @@ def check_sandbox(settings: Settings) -> Support:
     support = probe(settings.sandbox)
     if settings.sandbox.mode == "required" and support.missing:
         raise ConfigError(
-            f"STIGMER_SANDBOX=required but this kernel ({support.describe()}) cannot enforce: "
+            f"STIGMER_SANDBOX=required but commands cannot be confined here ({support.describe()}): missing "
             f"{'; '.join(support.missing)}; use a kernel with Landlock ABI 6 or later, or STIGMER_SANDBOX=best-effort"
         )
     return support
