@@ -31,8 +31,8 @@ BACKOFF_MAX = 10.0
 
 
 def new_identity() -> str:
-    # With --network host every container shares the host name and the worker is PID 1,
-    # so the SDK's default "PID@host" is not unique: add a random part.
+    # With --network host every container shares the host name and the worker has the same
+    # PID in each (the one after tini's), so the SDK's default "PID@host" is not unique: add a random part.
     return f"agent-runner/{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
 
 
