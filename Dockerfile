@@ -43,6 +43,12 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends binutils \
     && rm -rf /var/lib/apt/lists/*
 
+# ---- tini: a minimal init for PID 1 (Debian's package); only its binary reaches the runtime stage.
+FROM ${BASE_IMAGE} AS tini
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tini \
+    && rm -rf /var/lib/apt/lists/*
+
 # ---- venv: the finished venv: native libraries stripped of debug symbols (-7 MB), bytecode
 # compiled. unchecked-hash: the interpreter trusts the bytecode without a stat of its source
 # (the image never changes), and the same .py gives the same .pyc in every build (no time stamps),
@@ -73,6 +79,9 @@ RUN groupadd --gid 1000 stigmer \
     && chage --lastday -1 stigmer \
     && install -d -o 1000 -g 0 -m 0775 /workspace
 
+# PID 1 is tini: it forwards SIGTERM to the worker (so a stop still drains) and reaps any
+# orphan that outlived the launcher meant to reap it (see agent_runner/sandbox.py).
+COPY --from=tini /usr/bin/tini /usr/bin/tini
 # Code and venv stay root-owned: the worker can run them but not change them.
 COPY --from=venv --chown=root:root /opt/venv /opt/venv
 
@@ -96,6 +105,7 @@ USER 1000:1000
 # whether it is also ready. Kubernetes: --liveness and --readiness (see agent_runner/health.py).
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
     CMD ["python", "/app/healthcheck.py"]
+ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["python", "-m", "agent_runner"]
 
 # Last, so that a new version or revision changes no layer above.

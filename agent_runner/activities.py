@@ -25,6 +25,7 @@ from agent_runner.config import LLMSettings
 from agent_runner.llm import ChatModel, Reply, make_chat_model, turns_from_json
 from agent_runner.llm.http import LLMError
 from agent_runner.models import ModelCall, ToolCallInput, ToolOutcome, WorkspaceInfo
+from agent_runner.sandbox import SandboxSettings
 from agent_runner.tools import TOOL_SPECS, ToolError, Workspace, command_env, compare_snapshots, hide_worker_memory
 
 HEARTBEAT_EVERY = 2.0  # seconds; the workflow's heartbeat timeout is a few times this
@@ -67,6 +68,7 @@ class AgentActivities:
         *,
         volume_queue: str = "",
         volume_wait: float = 300.0,
+        sandbox: SandboxSettings | None = None,
     ) -> None:
         self.workspace_root = workspace_root
         self.llm = llm
@@ -75,6 +77,7 @@ class AgentActivities:
         self.volume_wait = volume_wait
         # One client per model, made at its first call and kept: making one costs a TLS context.
         self._models: dict[str, ChatModel] = {}
+        self.sandbox = sandbox or SandboxSettings()
         # Computed once: what a tool command may see of the worker's environment.
         self.command_env = command_env(os.environ, [llm.api_key] if llm and llm.api_key else [])
         hide_worker_memory()
@@ -129,7 +132,7 @@ class AgentActivities:
                 type="WorkspaceGone",
                 non_retryable=True,
             )
-        workspace = Workspace(run_dir, command_timeout=self.command_timeout, env=self.command_env)
+        workspace = Workspace(run_dir, command_timeout=self.command_timeout, env=self.command_env, sandbox=self.sandbox)
         try:
             async with _heartbeating():
                 content = await workspace.call(call.name, call.arguments)

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agent_runner.errors import describe_error
+from agent_runner.sandbox import MIB, MODES, NETWORK_MODES, SandboxSettings
 
 DEFAULT_ADDRESS = "localhost:7233"
 DEFAULT_NAMESPACE = "default"
@@ -84,6 +85,7 @@ class Settings:
     # Model calls wait on the provider, not on this machine: many at once cost little.
     max_concurrent_model_calls: int = 500
     volume_wait: float = 300.0  # seconds a run's tool call waits for a worker with its volume
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)  # how tool commands are confined and bounded
 
     @property
     def address(self) -> str:
@@ -133,6 +135,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         notes=tuple(notes),
         max_concurrent_model_calls=_int(env, "STIGMER_MAX_CONCURRENT_MODEL_CALLS", 500, minimum=1),
         volume_wait=_seconds(env, "STIGMER_VOLUME_WAIT", 300.0, minimum=1),
+        sandbox=load_sandbox_settings(env),
+    )
+
+
+def load_sandbox_settings(env: Mapping[str, str]) -> SandboxSettings:
+    return SandboxSettings(
+        mode=_choice(env, "STIGMER_SANDBOX", "best-effort", MODES),
+        network=_choice(env, "STIGMER_COMMAND_NETWORK", "on", NETWORK_MODES) == "on",
+        max_file_size=_int(env, "STIGMER_COMMAND_MAX_FILE_MB", 1024, minimum=1) * MIB,
+        max_open_files=_int(env, "STIGMER_COMMAND_MAX_OPEN_FILES", 1024, minimum=16),
+        max_processes=_int(env, "STIGMER_COMMAND_MAX_PROCESSES", 512, minimum=8),
     )
 
 

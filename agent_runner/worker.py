@@ -36,8 +36,8 @@ STABLE_AFTER = 60.0
 
 
 def new_identity() -> str:
-    # With --network host every container shares the host name and the worker is PID 1,
-    # so the SDK's default "PID@host" is not unique: add a random part.
+    # With --network host every container shares the host name and the worker has the same
+    # PID in each (the one after tini's), so the SDK's default "PID@host" is not unique: add a random part.
     return f"agent-runner/{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
 
 
@@ -164,6 +164,7 @@ def _make_workers(
         settings.command_timeout,
         volume_queue=volume,
         volume_wait=settings.volume_wait,
+        sandbox=settings.sandbox,
     )
     drain = timedelta(seconds=settings.drain_timeout)
     return [
