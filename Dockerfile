@@ -22,7 +22,9 @@ WORKDIR /src
 COPY pyproject.toml poetry.lock ./
 # Removed after install, never used at run time: the SDK's bundled Rust sources, its optional
 # integrations (contrib), its test-server helpers, gRPC stubs (imported only with grpcio, which
-# is not installed), every type stub, and pip's uninstall lists (RECORD).
+# is not installed) and every type stub. The .py sources and RECORD files stay (the SDK's
+# RECORD without the lines of what was removed): tracebacks through the SDK show their lines,
+# and pip can still list and check what is installed.
 RUN --mount=type=cache,target=/root/.cache/pypoetry \
     --mount=type=secret,id=ca,target=/run/secrets/ca \
     if [ -s /run/secrets/ca ]; then export REQUESTS_CA_BUNDLE=/run/secrets/ca; fi \
@@ -30,7 +32,10 @@ RUN --mount=type=cache,target=/root/.cache/pypoetry \
     && VIRTUAL_ENV=/opt/venv /opt/poetry/bin/poetry install --only main --no-root --no-ansi \
     && sdk=/opt/venv/lib/python3.11/site-packages/temporalio \
     && rm -rf "$sdk"/bridge/sdk-core "$sdk"/bridge/src "$sdk"/bridge/Cargo.* "$sdk"/contrib "$sdk"/testing \
-    && find /opt/venv \( -name '*.pyi' -o -name '*_pb2_grpc.py' -o -name RECORD \) -delete
+    && record=$(echo "$sdk"-*.dist-info/RECORD) \
+    && grep -Ev '^temporalio/(bridge/sdk-core|bridge/src|bridge/Cargo|contrib|testing)' "$record" >"$record.kept" \
+    && mv "$record.kept" "$record" \
+    && find /opt/venv \( -name '*.pyi' -o -name '*_pb2_grpc.py' \) -delete
 
 # ---- binutils: only for `strip`; built in parallel with deps.
 FROM ${BASE_IMAGE} AS binutils
@@ -38,31 +43,45 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends binutils \
     && rm -rf /var/lib/apt/lists/*
 
+# ---- tini: a minimal init for PID 1 (Debian's package); only its binary reaches the runtime stage.
+FROM ${BASE_IMAGE} AS tini
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tini \
+    && rm -rf /var/lib/apt/lists/*
+
 # ---- venv: the finished venv: native libraries stripped of debug symbols (-7 MB), bytecode
-# compiled. The two largest pure-Python trees, the Temporal SDK and protobuf, keep only their
-# bytecode (-5 MB): tracebacks through them show file and line but not the line's text.
+# compiled. unchecked-hash: the interpreter trusts the bytecode without a stat of its source
+# (the image never changes), and the same .py gives the same .pyc in every build (no time stamps),
+# so the bytecode stays valid when a reproducible build sets every file's time to SOURCE_DATE_EPOCH.
+# The generated protobuf modules (*_pb2.py, 105 files of serialized descriptors, no lines worth
+# reading in a traceback) keep only their bytecode, next to where the source was (-1.9 MB).
 FROM binutils AS venv
 COPY --from=deps /opt/venv /opt/venv
-WORKDIR /opt/venv/lib/python3.11/site-packages
 RUN find /opt/venv -name '*.so' -exec strip --strip-unneeded {} + \
-    && python -m compileall -q -b -j 0 temporalio google \
-    && find temporalio google \( -name '*.py' -o -name __pycache__ \) -prune -exec rm -rf {} + \
-    && python -m compileall -q -j 0 /opt/venv/lib
+    && find /opt/venv -name '*_pb2.py' -exec python -m compileall -q -b --invalidation-mode unchecked-hash {} + \
+    && find /opt/venv -name '*_pb2.py' -delete \
+    && python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv/lib
 
 # ---- app: the worker's code, byte-compiled, to be copied into the runtime stage as one layer.
 FROM ${BASE_IMAGE} AS app
 COPY healthcheck.py /app/
 COPY agent_runner/ /app/agent_runner/
-RUN python -m compileall -q /app
+RUN python -m compileall -q --invalidation-mode unchecked-hash /app
 
 # ---- runtime: the base image, the venv, the code, an unprivileged user. No compilers, no Poetry, no caches.
 FROM ${BASE_IMAGE} AS runtime
 # UID/GID 1000 by number, so Kubernetes' runAsNonRoot can verify it. /workspace is owned by
 # stigmer and group 0 and group-writable, so an arbitrary UID in group 0 (OpenShift) can write too.
+# No password-change date in /etc/shadow (the account has no password): the layer is the same
+# whatever the day of the build.
 RUN groupadd --gid 1000 stigmer \
     && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/stigmer --shell /usr/sbin/nologin stigmer \
+    && chage --lastday -1 stigmer \
     && install -d -o 1000 -g 0 -m 0775 /workspace
 
+# PID 1 is tini: it forwards SIGTERM to the worker (so a stop still drains) and reaps any
+# orphan that outlived the launcher meant to reap it (see agent_runner/sandbox.py).
+COPY --from=tini /usr/bin/tini /usr/bin/tini
 # Code and venv stay root-owned: the worker can run them but not change them.
 COPY --from=venv --chown=root:root /opt/venv /opt/venv
 
@@ -84,9 +103,12 @@ USER 1000:1000
 # STIGMER_METRICS_ADDRESS is set (e.g. 0.0.0.0:9464). See docs/docker.md, Metrics.
 EXPOSE 9464
 
-# Proves this worker is connected and polling its task queue (see agent_runner/health.py).
+# Fails when this worker is stuck: frozen, its event loop blocked, its SDK failed or no longer
+# polling with free slots. Busy, or waiting out a Temporal outage, is healthy; the line says
+# whether it is also ready. Kubernetes: --liveness and --readiness (see agent_runner/health.py).
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
     CMD ["python", "/app/healthcheck.py"]
+ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["python", "-m", "agent_runner"]
 
 # Last, so that a new version or revision changes no layer above.

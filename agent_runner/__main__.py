@@ -8,6 +8,7 @@ import os
 import sys
 
 from agent_runner.config import ConfigError, Settings, load_settings
+from agent_runner.sandbox import Support, exposed_secret_files, probe
 
 
 def check_writable(settings: Settings) -> None:
@@ -28,10 +29,35 @@ def check_writable(settings: Settings) -> None:
         )
 
 
+def check_sandbox(settings: Settings) -> Support:
+    """What the kernel cannot enforce; with STIGMER_SANDBOX=required, missing anything is fatal."""
+    support = probe(settings.sandbox)
+    if settings.sandbox.mode == "required" and support.missing:
+        raise ConfigError(
+            f"STIGMER_SANDBOX=required but commands cannot be confined here ({support.describe()}): missing "
+            f"{'; '.join(support.missing)}; use a kernel with Landlock ABI 6 or later, or STIGMER_SANDBOX=best-effort"
+        )
+    return support
+
+
+def log_sandbox(settings: Settings, support: Support) -> None:
+    log = logging.getLogger("agent_runner")
+    if settings.sandbox.mode == "off":
+        log.warning("STIGMER_SANDBOX=off: tool commands run without kernel confinement")
+    elif support.missing:
+        log.warning("tool commands run confined by %s, without: %s", support.describe(), "; ".join(support.missing))
+    else:
+        network = "on" if settings.sandbox.network else "off"
+        log.info("tool commands run confined by %s (network %s)", support.describe(), network)
+    for exposed in exposed_secret_files(os.environ):
+        log.warning("%s is readable by tool commands: mount secrets under /run/secrets", exposed)
+
+
 def main() -> int:
     try:
         settings = load_settings()
         check_writable(settings)
+        support = check_sandbox(settings)
     except ConfigError as err:
         print(f"agent-runner: configuration error: {err}", file=sys.stderr)
         return 2
@@ -39,6 +65,7 @@ def main() -> int:
     from agent_runner.worker import run
 
     configure_logging(settings.log_level, settings.log_format)
+    log_sandbox(settings, support)
     # Group-writable files, so that a worker running as an arbitrary UID in group 0 (OpenShift)
     # and the image's stigmer user can both work on what the other wrote in /workspace.
     os.umask(0o002)

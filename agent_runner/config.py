@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agent_runner.errors import describe_error
+from agent_runner.sandbox import MIB, MODES, NETWORK_MODES, SandboxSettings
 
 DEFAULT_ADDRESS = "localhost:7233"
 DEFAULT_NAMESPACE = "default"
@@ -91,6 +92,10 @@ class Settings:
     metrics_address: str | None = None  # host:port of the Prometheus endpoint; None: no metrics
     deployment: Deployment | None = None  # Worker Deployment versioning; None: unversioned
     notes: tuple[str, ...] = ()  # precedence decisions worth one log line at start-up
+    # Model calls wait on the provider, not on this machine: many at once cost little.
+    max_concurrent_model_calls: int = 500
+    volume_wait: float = 300.0  # seconds a run's tool call waits for a worker with its volume
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)  # how tool commands are confined and bounded
 
     @property
     def address(self) -> str:
@@ -115,6 +120,11 @@ def load_client_settings(env: Mapping[str, str] | None = None) -> ClientSettings
     return ClientSettings(connect=_temporal_connect_config(env, notes), task_queue=_task_queue(env, notes))
 
 
+def load_health_file(env: Mapping[str, str] | None = None) -> Path:
+    """STIGMER_HEALTH_FILE alone, as load_settings reads it: the liveness probe needs nothing else."""
+    return _path(dict(os.environ if env is None else env), "STIGMER_HEALTH_FILE", DEFAULT_HEALTH_FILE)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
     notes: list[str] = []
@@ -135,6 +145,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         metrics_address=_listen_address(env, "STIGMER_METRICS_ADDRESS"),
         deployment=_deployment(env, notes),
         notes=tuple(notes),
+        max_concurrent_model_calls=_int(env, "STIGMER_MAX_CONCURRENT_MODEL_CALLS", 500, minimum=1),
+        volume_wait=_seconds(env, "STIGMER_VOLUME_WAIT", 300.0, minimum=1),
+        sandbox=load_sandbox_settings(env),
+    )
+
+
+def load_sandbox_settings(env: Mapping[str, str]) -> SandboxSettings:
+    return SandboxSettings(
+        mode=_choice(env, "STIGMER_SANDBOX", "best-effort", MODES),
+        network=_choice(env, "STIGMER_COMMAND_NETWORK", "on", NETWORK_MODES) == "on",
+        max_file_size=_int(env, "STIGMER_COMMAND_MAX_FILE_MB", 1024, minimum=1) * MIB,
+        max_open_files=_int(env, "STIGMER_COMMAND_MAX_OPEN_FILES", 1024, minimum=16),
+        max_processes=_int(env, "STIGMER_COMMAND_MAX_PROCESSES", 512, minimum=8),
     )
 
 

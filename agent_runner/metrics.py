@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from temporalio import workflow
@@ -34,8 +35,14 @@ def make_runtime(settings: Settings) -> Runtime:
     """The one SDK runtime of the process; with STIGMER_METRICS_ADDRESS it serves /metrics there.
 
     Durations are exported in seconds (Prometheus' convention) rather than the SDK's default
-    milliseconds. Create it once: each runtime starts its own threads and its own listener."""
+    milliseconds. Create it once: each runtime starts its own threads and its own listener.
+
+    Worker heartbeats: the SDK tells Temporal, every WORKER_HEARTBEAT_INTERVAL seconds, that this
+    worker is alive, with its slots and pollers (ListWorkers / DescribeWorker, `temporal worker
+    list`). The readiness probe reads them; the SDK's default of 60 s would leave a worker not
+    ready for up to a minute after an outage."""
     from agent_runner.config import ConfigError
+    from agent_runner.health import WORKER_HEARTBEAT_INTERVAL
 
     metrics = None
     if settings.metrics_address:
@@ -43,7 +50,10 @@ def make_runtime(settings: Settings) -> Runtime:
             bind_address=settings.metrics_address, counters_total_suffix=True, durations_as_seconds=True
         )
     try:
-        return Runtime(telemetry=TelemetryConfig(metrics=metrics))
+        return Runtime(
+            telemetry=TelemetryConfig(metrics=metrics),
+            worker_heartbeat_interval=timedelta(seconds=WORKER_HEARTBEAT_INTERVAL),
+        )
     except ValueError as err:  # the exporter could not listen, e.g. the port is taken
         raise ConfigError(
             f"STIGMER_METRICS_ADDRESS: cannot serve metrics at {settings.metrics_address}: {err}"

@@ -9,11 +9,13 @@ Only "instructions" is required.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-# Statuses of a finished run (AgentResult.status).
+# Statuses of a run (AgentResult.status); all but RUNNING are final.
+RUNNING = "running"  # only in the `progress` query, while the run goes on
 COMPLETED = "completed"  # the model gave its final answer
 FAILED = "failed"  # the provider refused or kept failing; `error` says why
-CANCELLED = "cancelled"  # the workflow was cancelled; the steps so far are kept
+CANCELLED = "cancelled"  # the workflow was cancelled (it closes as Canceled); `progress` keeps its steps
 LIMIT_REACHED = "limit_reached"  # max_steps or max_seconds ran out before a final answer
 
 MAX_STEPS_LIMIT = 200
@@ -53,7 +55,7 @@ class TokenUsage:
 
 @dataclass
 class AgentResult:
-    status: str  # completed | failed | cancelled | limit_reached
+    status: str  # completed | failed | cancelled | limit_reached (running: in the progress query)
     final_answer: str
     workspace: str  # the run's directory, relative to the workspace root
     model: str = ""
@@ -65,6 +67,50 @@ class AgentResult:
     files_deleted: list[str] = field(default_factory=list)
     usage: TokenUsage = field(default_factory=TokenUsage)
     seconds: float = 0.0
+
+
+# ---- Between the workflow and its activities (not part of the public request/result)
+
+
+@dataclass
+class WorkspaceInfo:
+    """Where a run's workspace is, from the worker that opened it."""
+
+    run_dir: str  # absolute path on the workers of its volume, for messages
+    volume_queue: str  # the task queue of the workers that have the workspace's volume
+    model: str  # the model a run uses when its request names none
+    command_timeout: float  # seconds, the longest a tool command may run on these workers
+    volume_wait: float  # seconds a tool call may wait for a worker of the volume before the run fails
+
+
+@dataclass
+class ModelCall:
+    system: str
+    turns: list[dict[str, Any]]  # the conversation, see agent_runner.llm.turns_from_json
+    model: str
+
+
+@dataclass
+class ToolCallInput:
+    workspace: str  # the run's directory relative to the workspace root
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass
+class ToolOutcome:
+    content: str
+    is_error: bool = False
+
+
+@dataclass
+class RunState:
+    """A run's state, carried into the next workflow run when its history is continued as new."""
+
+    result: AgentResult
+    turns: list[dict[str, Any]]
+    space: WorkspaceInfo
+    started: float  # workflow time (epoch seconds) at which the run started
 
 
 def request_problem(request: AgentRequest) -> str | None:

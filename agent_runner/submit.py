@@ -1,24 +1,32 @@
-"""Start an agent run: `python -m agent_runner.submit "prompt" [--workspace X] [--wait]`.
+"""Start an agent run: `python -m agent_runner.submit "prompt" [--workspace X] [--wait] [--json]`.
 
 Uses the worker's Temporal variables (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE,
 TEMPORAL_API_KEY, TLS...). Prints JSON: without --wait, the started run's ids; with --wait, its result.
-Exit codes: 0 started (or completed), 1 the run did not complete, 2 bad arguments or configuration.
+With --wait on a terminal it first shows each step as it happens (from the workflow's `progress`
+query), and Ctrl-C asks whether to cancel the run or only stop watching; with --json, or when
+standard output is not a terminal, it prints only the JSON.
+Exit codes: 0 started (or completed), 1 the run did not complete, 2 bad arguments or configuration,
+130 stopped watching (the run goes on).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
+import signal
 import sys
 import uuid
-from typing import Any
+from typing import Any, TextIO
 
 from agent_runner.config import ConfigError, load_client_settings
 from agent_runner.models import COMPLETED, AgentRequest, AgentResult, request_problem
-from agent_runner.workflows import WORKFLOW_NAME
+from agent_runner.workflows import PROGRESS_QUERY, WORKFLOW_NAME
+
+PROGRESS_EVERY = 0.5  # seconds between two progress queries
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[AgentRequest, argparse.Namespace]:
@@ -35,6 +43,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[AgentRequest, argparse.Na
     )
     parser.add_argument("--workflow-id", help="default: agent-run-<random>")
     parser.add_argument("--wait", action="store_true", help="wait for the run and print its result")
+    parser.add_argument("--json", action="store_true", help="print only the JSON, no progress, even on a terminal")
     args = parser.parse_args(argv)
     request = AgentRequest(
         instructions=args.instructions,
@@ -50,8 +59,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[AgentRequest, argparse.Na
     return request, args
 
 
-async def submit(request: AgentRequest, workflow_id: str, wait: bool) -> tuple[int, dict[str, Any]]:
+class StoppedWatching(Exception):
+    """The user chose to stop watching; the run goes on."""
+
+
+async def submit(request: AgentRequest, workflow_id: str, wait: bool, live: bool = False) -> tuple[int, dict[str, Any]]:
     from temporalio.client import Client, WorkflowFailureError
+    from temporalio.exceptions import CancelledError
 
     settings = load_client_settings()
     client = await Client.connect(**settings.connect)
@@ -61,11 +75,86 @@ async def submit(request: AgentRequest, workflow_id: str, wait: bool) -> tuple[i
     started = {"workflow_id": handle.id, "run_id": handle.result_run_id, "task_queue": settings.task_queue}
     if not wait:
         return 0, started
+    progress = Progress(sys.stdout) if live else None
     try:
-        result: AgentResult = await handle.result()
+        result: AgentResult = await (_watch(handle, progress) if progress else handle.result())
     except WorkflowFailureError as err:
-        return 1, {**started, "status": "failed", "error": _cause(err)}
+        if not isinstance(err.cause, CancelledError):
+            return 1, {**started, "status": "failed", "error": _cause(err)}
+        # Closed as Canceled: its steps so far, from the workflow's progress query.
+        result = await handle.query(PROGRESS_QUERY, result_type=AgentResult)
+    if progress:
+        progress.show(result)
     return (0 if result.status == COMPLETED else 1), {**started, **dataclasses.asdict(result)}
+
+
+async def _watch(handle: Any, progress: Progress) -> AgentResult:
+    """The run's result; meanwhile its progress, and Ctrl-C asks what to do."""
+    loop = asyncio.get_running_loop()
+    interrupted = asyncio.Event()
+    loop.add_signal_handler(signal.SIGINT, interrupted.set)
+    done = asyncio.ensure_future(handle.result())
+    try:
+        while not done.done():
+            with contextlib.suppress(Exception):  # a query can fail while no worker is there; try again
+                progress.show(await handle.query(PROGRESS_QUERY, result_type=AgentResult))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(interrupted.wait()), PROGRESS_EVERY)
+            if interrupted.is_set():
+                interrupted.clear()
+                answer = await asyncio.to_thread(
+                    _ask, "\nCancel the run (c) or stop watching and let it go on (w)? [c/w] "
+                )
+                if answer.startswith("c"):
+                    await handle.cancel()
+                    print("cancelling the run...", flush=True)
+                else:
+                    raise StoppedWatching
+        result: AgentResult = await done
+        return result
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        if not done.done():
+            done.cancel()
+
+
+def _ask(question: str) -> str:
+    try:
+        return input(question).strip().lower()
+    except EOFError:
+        return "w"
+
+
+class Progress:
+    """Prints each new step and finished tool call, and a running count, once."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.steps_shown = 0
+        self.calls_shown: set[tuple[int, int]] = set()
+
+    def show(self, result: AgentResult) -> None:
+        lines = []
+        for step in result.steps:
+            if step.number > self.steps_shown:
+                self.steps_shown = step.number
+                lines.append(f"step {step.number}: {_one_line(step.text) or '(no text)'}")
+            for index, call in enumerate(step.tool_calls):
+                if call.result and (step.number, index) not in self.calls_shown:
+                    self.calls_shown.add((step.number, index))
+                    mark = "ok" if call.ok else "failed"
+                    lines.append(f"  {call.name} {_one_line(call.arguments, 80)} -> {mark}: {_one_line(call.result)}")
+        if not lines:
+            return
+        usage = result.usage
+        tokens = (usage.input_tokens or 0) + (usage.output_tokens or 0)
+        lines.append(f"  [{len(result.steps)} steps, {tokens} tokens, {result.seconds:.0f}s, {result.status}]")
+        print("\n".join(lines), file=self.out, flush=True)
+
+
+def _one_line(text: str, limit: int = 120) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _cause(err: BaseException) -> str:
@@ -80,11 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     request, args = parse_args(argv)
     workflow_id = args.workflow_id or f"agent-run-{uuid.uuid4().hex[:12]}"
     try:
-        code, output = asyncio.run(submit(request, workflow_id, args.wait))
+        live = args.wait and not args.json and sys.stdout.isatty()
+        code, output = asyncio.run(submit(request, workflow_id, args.wait, live))
     except ConfigError as err:
         print(f"agent-runner submit: configuration error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, StoppedWatching):
         print(f"stopped waiting; the run goes on: temporal workflow cancel -w {workflow_id}", file=sys.stderr)
         return 130
     except Exception as err:

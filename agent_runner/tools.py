@@ -2,8 +2,9 @@
 
 Paths are relative to the run's directory; `..`, absolute paths and symlinks that lead out are
 refused. A refusal or failure is an answer for the model (a ToolError), never the end of the run.
-Commands run with the run's directory as working directory and without the worker's secrets in
-their environment; they are not otherwise sandboxed: the container is the sandbox.
+Commands run in the sandbox (agent_runner/sandbox.py): kernel-confined to the run's directory and
+a private temporary directory, with an allow-listed environment, resource limits, and nothing
+left running when they end.
 """
 
 from __future__ import annotations
@@ -14,12 +15,17 @@ import ctypes
 import logging
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from agent_runner import sandbox
+from agent_runner.sandbox import SandboxSettings
 
 log = logging.getLogger("agent_runner.tools")
 
@@ -88,7 +94,8 @@ TOOL_SPECS = (
 
 
 def command_env(environ: Mapping[str, str], secrets: Iterable[str] = ()) -> dict[str, str]:
-    """The worker's environment without anything that looks like a secret."""
+    """The worker's environment without anything that looks like a secret. Commands get only the
+    few allow-listed variables of it (sandbox.command_env); this is a second line of defence."""
     secret_values = [value for value in secrets if value]
     env = {}
     for name, value in environ.items():
@@ -115,10 +122,18 @@ def hide_worker_memory() -> None:
 class Workspace:
     """One run's directory and the tools that act in it."""
 
-    def __init__(self, root: Path, *, command_timeout: float, env: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        command_timeout: float,
+        env: Mapping[str, str] | None = None,
+        sandbox: SandboxSettings | None = None,
+    ) -> None:
         self.root = root.resolve()
         self.command_timeout = command_timeout
-        self.env = dict(env)
+        self.env = dict(os.environ if env is None else env)  # where LANG, TZ and proxies come from
+        self.sandbox = sandbox or SandboxSettings()
         self._handlers: dict[str, Callable[[dict[str, Any]], str]] = {
             "list_files": self.list_files,
             "read_file": self.read_file,
@@ -214,28 +229,32 @@ class Workspace:
         requested = arguments.get("timeout_seconds")
         if isinstance(requested, int | float) and not isinstance(requested, bool) and requested > 0:
             timeout = min(float(requested), timeout)
+        tmp = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="agent-command-"))
+        try:
+            return await self._run_confined(command, timeout, tmp)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, tmp, True)
+
+    async def _run_confined(self, command: str, timeout: float, tmp: Path) -> str:
+        env = sandbox.command_env(self.env, home=self.root, tmp=tmp)
         process = await asyncio.create_subprocess_exec(
-            "/bin/sh",
-            "-c",
-            command,
+            *sandbox.launcher_argv(self.sandbox, self.root, tmp, command, timeout, env),
             cwd=self.root,
-            env=self.env,
+            env=env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so that stopping it stops its children too
+            start_new_session=True,  # a process group of its own: the last-resort kill reaches it all
         )
         output = _CappedOutput(OUTPUT_LIMIT)
         try:
             await asyncio.wait_for(output.collect(process), timeout)
         except TimeoutError:
-            _kill_group(process)
-            await process.wait()
+            await _stop(process)
             return f"timed out after {timeout:g}s and was killed; output so far:\n{output.text()}"
         except BaseException:  # cancelled: the run is stopping, so must the command
-            _kill_group(process)
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):  # reap it; it dies at once
-                await asyncio.wait_for(asyncio.shield(process.wait()), 5)
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.shield(_stop(process))
             raise
         return f"exit code {process.returncode}\n{output.text()}"
 
@@ -292,9 +311,17 @@ class _CappedOutput:
         return (bytes(self.head).decode(errors="replace") + middle + bytes(self.tail).decode(errors="replace")).strip()
 
 
-def _kill_group(process: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    """Ask the launcher to kill and reap everything the command started; kill its group if it
+    has not done so in time (it could not then have reaped daemons: tini as PID 1 does)."""
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), sandbox.KILL_WAIT + 5)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
 
 
 def _text_argument(arguments: dict[str, Any], name: str) -> str:

@@ -8,8 +8,11 @@
 #   needs qemu-user-static with binfmt (F flag) to run its binaries in the chroot.
 set -euo pipefail
 
+# shellcheck source=scripts/portable.sh
+. "$(dirname "$0")/portable.sh"
+
 tag=${1:-python:3.11-slim}
-host_arch=$(dpkg --print-architecture)
+host_arch=$(host_arch)
 arch=${2:-$host_arch}
 engine=${DOCKER:-docker}
 suite=bookworm

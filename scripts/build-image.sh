@@ -8,6 +8,8 @@
 # per platform, tagging IMAGE:VERSION-ARCH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/portable.sh
+. scripts/portable.sh
 
 docker=${DOCKER:-docker}
 image=${IMAGE:-ghcr.io/stigmer/agent-runner}
@@ -25,7 +27,7 @@ if ! "$docker" info >/dev/null 2>&1; then
   exit 1
 fi
 
-case $(uname -m) in x86_64 | amd64) host_arch=amd64 ;; aarch64 | arm64) host_arch=arm64 ;; *) host_arch=$(uname -m) ;; esac
+host_arch=$(host_arch)
 arch=${platform#*/}
 arch=${arch%%/*}
 image_arch() { "$docker" image inspect --format '{{.Architecture}}' "$1" 2>/dev/null || true; }
@@ -39,7 +41,7 @@ if [ -n "$platform" ] && [ "$arch" != "$host_arch" ]; then
     base=$base-$arch
   elif [ "$(image_arch "$base")" = "$arch" ] || [ "$base" != "python:3.11-slim" ]; then
     :
-  elif timeout 60 "$docker" manifest inspect "$base" >/dev/null 2>&1; then
+  elif run_with_timeout 60 "$docker" manifest inspect "$base" >/dev/null 2>&1; then
     echo "build-image: base image $base for $arch: the builder pulls it"
   else
     echo "build-image: no registry reachable; building an offline $arch stand-in for $base as $base-$arch (make base-image BASE_ARCH=$arch)"
@@ -48,7 +50,7 @@ if [ -n "$platform" ] && [ "$arch" != "$host_arch" ]; then
   fi
 elif ! "$docker" image inspect "$base" >/dev/null 2>&1; then
   echo "build-image: base image $base not present; pulling it"
-  if ! timeout 60 "$docker" pull "$base" >/dev/null 2>&1; then
+  if ! run_with_timeout 60 "$docker" pull "$base" >/dev/null 2>&1; then
     if [ "$base" != "python:3.11-slim" ]; then
       echo "build-image: cannot pull $base; pull it yourself or leave BASE_IMAGE at python:3.11-slim" >&2
       exit 1
@@ -73,7 +75,9 @@ args+=(${EXTRA_BUILD_ARGS:-})
 
 if [ "$engine_name" = podman ]; then
   # Podman writes OCI images by default, and OCI has no HEALTHCHECK: keep the Docker format.
-  cmd=("$docker" build --format docker)
+  # --timestamp sets every file's time and the image's dates to the last commit's: two builds
+  # of a commit give the same image digest.
+  cmd=("$docker" build --format docker --timestamp "$epoch")
 elif "$docker" buildx version >/dev/null 2>&1; then
   cmd=("$docker" buildx build --load)
 else
@@ -82,12 +86,50 @@ else
 fi
 
 echo "build-image: building $image:$tag${platform:+ for $platform} with ${cmd[*]} (base $base, revision ${revision:0:12})"
-start=$(date +%s.%N)
+start=$(now_seconds)
 if ! SOURCE_DATE_EPOCH=$epoch "${cmd[@]}" "${args[@]}" . ; then
   echo "build-image: build failed. If the error mentions BuildKit, buildx or '--mount', this client has no BuildKit:" >&2
   echo "  install the buildx plugin, or point DOCKER at a client with built-in BuildKit (e.g. DOCKER=/usr/bin/docker)." >&2
   exit 1
 fi
+# Podman before 5.6 (Buildah 1.41) writes the build container's ID and hostname, and the IDs of
+# intermediate images, into a Docker-format config, so two builds of a commit differ there and
+# only there. Drop those fields, as later Buildah does under --timestamp: the image ID and the
+# pushed digest are then the same for every build of a commit. (Not for a --manifest build:
+# its list names the image as built.)
+if [ "$engine_name" = podman ] && [[ " ${EXTRA_BUILD_ARGS:-} " != *" --manifest "* ]]; then
+  if command -v skopeo >/dev/null; then
+    built=$("$docker" image inspect --format '{{.Id}}' "$image:$tag")
+    work=$(mktemp -d "${TMPDIR:-/tmp}/agent-runner.XXXXXX")
+    skopeo copy --quiet "containers-storage:$image:$tag" "dir:$work"
+    python3 - "$work" <<'PY'
+import hashlib, json, pathlib, sys
+work = pathlib.Path(sys.argv[1])
+manifest = json.loads((work / "manifest.json").read_text())
+old = manifest["config"]["digest"].split(":")[1]
+config = json.loads((work / old).read_text())
+for key in ("container", "parent"):
+    config.pop(key, None)
+for key in ("config", "container_config"):
+    if isinstance(config.get(key), dict):
+        config[key]["Hostname"] = ""
+for step in config.get("history", []):
+    if step.get("comment", "").startswith("FROM "):
+        del step["comment"]
+blob = json.dumps(config, separators=(",", ":")).encode()
+new = hashlib.sha256(blob).hexdigest()
+(work / old).unlink()
+(work / new).write_bytes(blob)
+manifest["config"].update(digest=f"sha256:{new}", size=len(blob))
+(work / "manifest.json").write_text(json.dumps(manifest))
+PY
+    skopeo copy --quiet "dir:$work" "containers-storage:$image:$tag"
+    rm -rf "$work"
+    [ "$("$docker" image inspect --format '{{.Id}}' "$image:$tag")" = "$built" ] || "$docker" rmi "$built" >/dev/null 2>&1 || true
+  else
+    echo "build-image: skopeo not found: the image keeps the build container's ID (not reproducible)"
+  fi
+fi
 size=$("$docker" image inspect --format '{{.Size}}' "$image:$tag")
-elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+elapsed=$(awk -v s="$start" -v e="$(now_seconds)" 'BEGIN { printf "%.1f", e - s }')
 echo "build-image: built $image:$tag in ${elapsed}s, $((size / 1000000)) MB"

@@ -7,6 +7,8 @@
 #                          `docker manifest create` + `docker manifest push`;
 #   Podman:                one `build --platform P --manifest IMAGE:VERSION` per platform (so each
 #                          gets its own offline base), then `manifest push --all`, Docker format.
+# After a push without buildx (buildx attaches its own), each platform's image gets its
+# CycloneDX SBOM, as with push-image.sh (SBOM=false: not).
 # Environment: those of build-image.sh and push-image.sh, and PLATFORMS.
 # usage: scripts/multiarch.sh build|push
 set -euo pipefail
@@ -65,7 +67,7 @@ for platform in "${platforms[@]}"; do
   [ "$engine" != podman ] || extra="$extra --manifest $image:$version"
   PLATFORM=$platform TAG=$version-$(arch_of "$platform") EXTRA_BUILD_ARGS=$extra scripts/build-image.sh
 done
-echo "$me: built $image:$version-{$(for p in "${platforms[@]}"; do arch_of "$p"; done | paste -sd,)}"
+echo "$me: built $image:$version-{$(for p in "${platforms[@]}"; do arch_of "$p"; done | paste -sd, -)}"
 [ "$mode" = push ] || exit 0
 
 if [ "$engine" = podman ]; then
@@ -74,18 +76,21 @@ if [ "$engine" = podman ]; then
     push_or_explain "$docker" manifest push --all --format v2s2 "$image:$version" "docker://$image:$tag"
   done
 else
+  # ${a[@]+"${a[@]}"}: an empty array is "unbound" to macOS's bash 3.2 under set -u.
   insecure=()
   is_loopback "$registry" && insecure=(--insecure)
   arch_images=()
   for platform in "${platforms[@]}"; do
-    arch_images+=("$image:$version-$(arch_of "$platform")")
-    push_or_explain "$docker" push "${arch_images[-1]}"
+    arch_image=$image:$version-$(arch_of "$platform")
+    arch_images+=("$arch_image")
+    push_or_explain "$docker" push "$arch_image"
   done
   for tag in "${tags[@]}"; do
     echo "$me: pushing the list $image:$tag (${platforms[*]})"
     "$docker" manifest rm "$image:$tag" >/dev/null 2>&1 || true
-    push_or_explain "$docker" manifest create "${insecure[@]}" "$image:$tag" "${arch_images[@]}"
-    push_or_explain "$docker" manifest push --purge "${insecure[@]}" "$image:$tag"
+    push_or_explain "$docker" manifest create ${insecure[@]+"${insecure[@]}"} "$image:$tag" ${arch_images[@]+"${arch_images[@]}"}
+    push_or_explain "$docker" manifest push --purge ${insecure[@]+"${insecure[@]}"} "$image:$tag"
   done
 fi
 echo "$me: pushed $image:{$(IFS=,; echo "${tags[*]}")} for ${platforms[*]}"
+attach_sboms

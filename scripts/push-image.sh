@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make push-image`: push the local image IMAGE:VERSION (built by `make build-image`) with its
 # release tags: VERSION; vX.Y and vX too for VERSION=vX.Y.Z; latest only with PUSH_LATEST=true.
+# Then attaches the image's CycloneDX SBOM to the pushed digest (SBOM=false: not).
 set -euo pipefail
 me="push-image"
 # shellcheck source=scripts/publish-lib.sh
@@ -20,3 +21,4 @@ for tag in "${tags[@]}"; do
   push_or_explain "${push[@]}" "$image:$tag"
 done
 echo "$me: pushed $image:{$(IFS=,; echo "${tags[*]}")}"
+attach_sboms

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,8 +30,12 @@ class Seen:
 
 
 class FakeLLM:
-    def __init__(self, script: list[Answer]) -> None:
+    """Answers each POST with the next answer of `script`, or, given `respond`, with what it
+    returns for the request's body (for many runs at once, whose requests interleave)."""
+
+    def __init__(self, script: list[Answer], respond: Callable[[dict[str, Any]], Answer] | None = None) -> None:
         self.script = list(script)
+        self.respond = respond
         self.requests: list[Seen] = []
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -50,7 +54,12 @@ class FakeLLM:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with fake.lock:
                     fake.requests.append(Seen(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-                    answer = fake.script.pop(0) if fake.script else Answer({"error": {"message": "script ended"}}, 500)
+                    if fake.respond is not None:
+                        answer = fake.respond(body)
+                    elif fake.script:
+                        answer = fake.script.pop(0)
+                    else:
+                        answer = Answer({"error": {"message": "script ended"}}, 500)
                 if answer.gate is not None:
                     answer.gate.wait(300)
                 time.sleep(answer.delay)
@@ -70,8 +79,8 @@ class FakeLLM:
 
 
 @contextmanager
-def fake_llm(script: list[Answer]) -> Iterator[FakeLLM]:
-    fake = FakeLLM(script)
+def fake_llm(script: list[Answer], respond: Callable[[dict[str, Any]], Answer] | None = None) -> Iterator[FakeLLM]:
+    fake = FakeLLM(script, respond)
     thread = threading.Thread(target=fake.server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -54,11 +54,12 @@ def temporal_cli() -> str:
 
 
 class TemporalServer:
-    """A real Temporal dev server on a free loopback port, in memory."""
+    """A real Temporal dev server on a free loopback port, in memory or in a file."""
 
-    def __init__(self, port: int | None = None, ip: str = "127.0.0.1") -> None:
+    def __init__(self, port: int | None = None, ip: str = "127.0.0.1", db_file: Path | None = None) -> None:
         self.port = port or free_port()
         self.ip = ip
+        self.db_file = db_file  # None: in memory; a file keeps the server's state across a restart
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -81,6 +82,7 @@ class TemporalServer:
                 "--headless",
                 "--log-level",
                 "error",
+                *(["--db-filename", str(self.db_file)] if self.db_file else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

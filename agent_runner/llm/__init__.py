@@ -7,7 +7,7 @@ into its own protocol: `openai` (chat completions, also Ollama, vLLM, LM Studio)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from agent_runner.config import LLMSettings
@@ -56,6 +56,27 @@ class Reply:
     tool_requests: list[ToolRequest]
     input_tokens: int | None = None
     output_tokens: int | None = None
+
+
+def turn_to_json(turn: Turn) -> dict[str, Any]:
+    """A turn as plain JSON, the form the workflow keeps and passes to the model activity."""
+    if isinstance(turn, UserTurn):
+        return {"user": turn.text}
+    if isinstance(turn, AssistantTurn):
+        return {"assistant": turn.text, "tool_requests": [asdict(request) for request in turn.tool_requests]}
+    return {"tool_answers": [asdict(answer) for answer in turn.answers]}
+
+
+def turns_from_json(turns: list[dict[str, Any]]) -> list[Turn]:
+    converted: list[Turn] = []
+    for turn in turns:
+        if "user" in turn:
+            converted.append(UserTurn(turn["user"]))
+        elif "assistant" in turn:
+            converted.append(AssistantTurn(turn["assistant"], [ToolRequest(**r) for r in turn["tool_requests"]]))
+        else:
+            converted.append(ToolTurn([ToolAnswer(**a) for a in turn["tool_answers"]]))
+    return converted
 
 
 class ChatModel(Protocol):

@@ -39,8 +39,13 @@ class JsonHttp:
         parts = urlsplit(base_url)  # shown in messages: without any user:password@ in it
         self.base_url = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
         self._secret = secret
+        # One client serves all of a worker's model calls at once: no cap on connections (the
+        # worker's model-call slots are the cap), a few kept alive between calls.
         self._client = httpx.AsyncClient(
-            base_url=base_url, headers=headers, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0))
+            base_url=base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=20),
         )
 
     async def post(self, path: str, body: dict[str, Any], *, model: str) -> dict[str, Any]:

@@ -103,6 +103,59 @@ def run_container() -> Iterator[Any]:
         docker("rm", "-f", "-v", container_id, check=False)
 
 
+def chown_in_container(path: Path, owner: str) -> None:
+    """chown -R a host directory from a short-lived container running as root, so the tests need
+    no root on the host (a user would run `sudo chown`)."""
+    docker(
+        "run",
+        "--rm",
+        "--user=0:0",
+        "--network=none",
+        f"--volume={path}:/target",
+        IMAGE,
+        "chown",
+        "-R",
+        owner,
+        "/target",
+    )
+
+
+@pytest.fixture
+def workspace_of_1000(tmp_path: Path) -> Iterator[Path]:
+    """A host directory owned by UID 1000, as docs/docker.md says to prepare one; given back to
+    the test's own user afterwards, so that it can be removed."""
+    path = tmp_path / "workspace"
+    path.mkdir()
+    chown_in_container(path, "1000:1000")
+    yield path
+    chown_in_container(path, f"{os.getuid()}:{os.getgid()}")
+
+
+# Freezing a container's worker without host root: PID 1 is signalled by the engine (from
+# outside the container's PID namespace, where SIGSTOP reaches it), its other processes by a
+# root process inside. Health probes in flight are left running, so they end by themselves.
+_SIGNAL_OTHERS = (
+    "import os, signal, sys\n"
+    "for pid in [int(p) for p in os.listdir('/proc') if p.isdigit()]:\n"
+    "    try:\n"
+    "        probe = b'healthcheck.py' in open(f'/proc/{pid}/cmdline', 'rb').read()\n"
+    "        if pid not in (1, os.getpid()) and not probe:\n"
+    "            os.kill(pid, getattr(signal, sys.argv[1]))\n"
+    "    except (FileNotFoundError, ProcessLookupError):\n"
+    "        pass\n"
+)
+
+
+def freeze(container_id: str) -> None:
+    docker("exec", "-u", "0", container_id, "python", "-c", _SIGNAL_OTHERS, "SIGSTOP")
+    docker("kill", "--signal=SIGSTOP", container_id)
+
+
+def thaw(container_id: str) -> None:
+    docker("kill", "--signal=SIGCONT", container_id, check=False)
+    docker("exec", "-u", "0", container_id, "python", "-c", _SIGNAL_OTHERS, "SIGCONT", check=False)
+
+
 def worker_env(address: str) -> dict[str, str]:
     return {"TEMPORAL_ADDRESS": address, "TEMPORAL_TASK_QUEUE": f"ct-{uuid.uuid4().hex[:8]}"}
 

@@ -8,6 +8,8 @@ Mounted into the image at /faults and started as
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import os
 import sys
 import time
@@ -28,6 +30,22 @@ async def block_event_loop(seconds: float) -> str:
 async def sleep_then_return(seconds: float) -> str:
     activity.logger.info("sleep_then_return started, attempt %d", activity.info().attempt)
     await asyncio.sleep(seconds)
+    return os.environ.get("FAULT_NAME", "?")
+
+
+@activity.defn(name="stop_polling")
+async def stop_polling(seconds: float) -> str:
+    """Stops the SDK worker's polling behind the worker's back, as an SDK bug would, and stays
+    busy: the process, its event loop and one slot live on; no more tasks are fetched."""
+    from temporalio.worker import Worker
+
+    activity.logger.info("stop_polling started")
+    worker = next(o for o in gc.get_objects() if isinstance(o, Worker))
+    worker._bridge_worker.initiate_shutdown()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(asyncio.CancelledError):  # deaf to the shutdown's cancellation
+            await asyncio.sleep(deadline - time.monotonic())
     return os.environ.get("FAULT_NAME", "?")
 
 
@@ -53,7 +71,11 @@ def main() -> None:
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     code = asyncio.run(
-        run(settings, extra_workflows=[RunActivity], extra_activities=[block_event_loop, sleep_then_return])
+        run(
+            settings,
+            extra_workflows=[RunActivity],
+            extra_activities=[block_event_loop, sleep_then_return, stop_polling],
+        )
     )
     sys.stdout.flush()
     os._exit(code)

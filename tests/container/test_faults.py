@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import statistics
 import subprocess
 import time
@@ -13,6 +12,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from temporalio.client import Client, WorkflowHandle
 
 from tests.container.conftest import (
@@ -20,8 +20,10 @@ from tests.container.conftest import (
     FAULT_WORKER_COMMAND,
     container_logs,
     docker,
+    freeze,
     health_status,
     inspect,
+    thaw,
     wait_health,
     worker_env,
 )
@@ -52,40 +54,53 @@ def last_health_output(container: str) -> str:
     return str(log[-1].get("Output", "")).strip()
 
 
-def test_temporal_down_at_start_no_crash_loop_then_healthy(run_container: Any, figure: Figure) -> None:
+def readiness(container: str, wanted: bool = True) -> Callable[[], bool | Seen]:
+    """A probe for wait_for: True once `healthcheck.py --readiness` passes (or fails, wanted=False)."""
+
+    def probe() -> bool | Seen:
+        result = docker("exec", container, "python", "/app/healthcheck.py", "--readiness", check=False)
+        return (result.returncode == 0) == wanted or Seen(result.stdout.strip())
+
+    return probe
+
+
+def test_temporal_down_at_start_no_crash_loop_alive_then_ready(run_container: Any, figure: Figure) -> None:
     port = free_port()
     container = run_container("--network=host", *PROBE_2S, env=worker_env(f"127.0.0.1:{port}"))
-    wait_health(container, "unhealthy", timeout=30)
     wait_for("a logged retry", lambda: "not reachable (attempt 3)" in container_logs(container), timeout=30)
+    wait_health(container, "healthy", timeout=30)  # alive: waiting for Temporal is no reason to restart
     assert inspect(container)["State"]["Status"] == "running"
     assert inspect(container)["RestartCount"] == 0
-    assert "connecting to Temporal" in last_health_output(container)
+    assert "; not ready: worker connecting: attempt" in last_health_output(container)
+    assert readiness(container, wanted=False)() is True
     server = TemporalServer(port=port).start()
     try:
-        took = seconds_until("healthy after Temporal came up", health_is(container, "healthy"), timeout=60)
+        took = seconds_until("ready after Temporal came up", readiness(container), timeout=60)
     finally:
         server.stop()
     assert took <= 60  # two production intervals
-    figure("no crash loop while Temporal is down; healthy soon after it comes up", f"{took:.1f} s to healthy")
+    figure("no crash loop while Temporal is down, alive; ready soon after it comes up", f"{took:.1f} s to ready")
 
 
-def test_temporal_restart_unhealthy_while_down_then_recovers(
+def test_temporal_restart_not_ready_while_down_then_ready_without_a_restart(
     own_temporal: TemporalServer, run_container: Any, figure: Figure
 ) -> None:
     container = run_container("--network=host", *PROBE_2S, env=worker_env(own_temporal.address))
     wait_health(container, "healthy", timeout=30)
+    seconds_until("ready", readiness(container), timeout=60)
     started_at = inspect(container)["State"]["StartedAt"]
     own_temporal.stop()
-    down = seconds_until("unhealthy after Temporal stopped", health_is(container, "unhealthy"), timeout=30)
-    assert "cannot query Temporal" in last_health_output(container)
-    time.sleep(5)  # stay down a while
+    down = seconds_until("not ready after Temporal stopped", readiness(container, wanted=False), timeout=30)
+    time.sleep(5)  # stay down a while, and let Docker probe
+    assert health_status(container) == "healthy"  # an outage is not death
+    assert f"not ready: Temporal unreachable at {own_temporal.address}" in last_health_output(container)
     own_temporal.start()
-    back = seconds_until("healthy after Temporal restarted", health_is(container, "healthy"), timeout=60)
+    back = seconds_until("ready after Temporal restarted", readiness(container), timeout=60)
     state = inspect(container)
     assert (state["State"]["StartedAt"], state["RestartCount"]) == (started_at, 0)  # recovered by itself
     figure(
-        "unhealthy while Temporal is down, recovers without a restart",
-        f"{down:.1f} s to unhealthy, {back:.1f} s to healthy",
+        "Temporal restarted: not ready while it is down, Docker still healthy; ready again without a restart",
+        f"{down:.1f} s to not ready, {back:.1f} s to ready",
     )
 
 
@@ -97,10 +112,7 @@ def test_frozen_worker_turns_unhealthy_while_its_neighbour_stays_healthy(
     neighbour = run_container("--network=host", *PROBE_2S, env=env)
     wait_health(frozen, "healthy", timeout=30)
     wait_health(neighbour, "healthy", timeout=30)
-    pids = [int(line) for line in docker("top", frozen, "-eo", "pid").stdout.split()[1:]]
-    assert pids
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
+    freeze(frozen)
     try:
         took = seconds_until("frozen container unhealthy", health_is(frozen, "unhealthy"), timeout=60)
         assert "unresponsive" in last_health_output(frozen)
@@ -108,8 +120,7 @@ def test_frozen_worker_turns_unhealthy_while_its_neighbour_stays_healthy(
         time.sleep(4)  # two more neighbour probes while the other one is frozen
         assert health_status(neighbour) == "healthy"
     finally:
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
+        thaw(frozen)
     assert took <= 60
     figure(
         "a frozen worker (SIGSTOP) is caught, a healthy neighbour on the same queue is not",
@@ -147,6 +158,7 @@ def test_blocked_event_loop_turns_unhealthy_and_says_where(
     )
 
 
+@pytest.mark.slow
 def test_idle_worker_probed_every_5s_never_fails(temporal: TemporalServer, run_container: Any, figure: Figure) -> None:
     minutes = float(os.environ.get("SOAK_MINUTES", "10"))
     container = run_container(
@@ -287,7 +299,7 @@ import os, subprocess, sys, time
 walls, codes = [], []
 for _ in range(int(sys.argv[1])):
     start = time.perf_counter()
-    child = subprocess.run(["python", "/app/healthcheck.py"], capture_output=True, text=True)
+    child = subprocess.run(["python", "/app/healthcheck.py", *sys.argv[2:]], capture_output=True, text=True)
     walls.append(time.perf_counter() - start)
     codes.append(child.returncode)
 print(" ".join(map(str, codes)))
@@ -295,11 +307,12 @@ print(" ".join(f"{w:.4f}" for w in walls))
 """
 
 
-def run_probes(container: str, count: int) -> tuple[list[int], list[float]]:
-    out = docker("exec", container, "python", "-c", PROBE_MANY, str(count), timeout=3600).stdout.splitlines()
+def run_probes(container: str, count: int, *flags: str) -> tuple[list[int], list[float]]:
+    out = docker("exec", container, "python", "-c", PROBE_MANY, str(count), *flags, timeout=3600).stdout.splitlines()
     return [int(c) for c in out[0].split()], [float(w) for w in out[1].split()]
 
 
+@pytest.mark.slow
 def test_health_check_1000_runs_no_crash_no_false_result(
     own_temporal: TemporalServer, run_container: Any, figure: Figure
 ) -> None:
@@ -309,10 +322,10 @@ def test_health_check_1000_runs_no_crash_no_false_result(
     codes, walls = run_probes(container, runs)
     assert codes == [0] * runs, f"{len([c for c in codes if c])} non-zero of {runs}: {sorted(set(codes))}"
     own_temporal.stop()
-    down_codes, _ = run_probes(container, 100)
+    down_codes, _ = run_probes(container, 100, "--readiness")
     assert down_codes == [1] * 100, f"exit codes while Temporal is down: {sorted(set(down_codes))}"  # 1, never a crash
     figure(
-        f"{runs} health checks in a row: no crash, no false result; 100 more with Temporal down all unhealthy",
+        f"{runs} health checks in a row: no crash, no false result; 100 readiness probes, Temporal down: not ready",
         f"0 of {runs} wrong, median {statistics.median(walls) * 1000:.0f} ms",
     )
 

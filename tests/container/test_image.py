@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 from tests.container.conftest import IMAGE, docker, inspect
@@ -59,3 +60,41 @@ def test_runtime_stage_has_no_build_tools_or_caches() -> None:
 def test_code_is_not_writable_by_the_worker() -> None:
     result = docker("run", "--rm", "--entrypoint", "sh", IMAGE, "-c", "touch /app/x || touch /opt/venv/x", check=False)
     assert result.returncode != 0
+
+
+# What the image may add to its base, in MB of 10^6 bytes (docs/docker.md, "Size").
+SIZE_BUDGET_MB = 42
+BASE_IMAGE = os.environ.get("BASE_IMAGE", "python:3.11-slim")
+
+
+def test_image_adds_at_most_42_mb_to_its_base() -> None:
+    added = (inspect(IMAGE, "image")["Size"] - inspect(BASE_IMAGE, "image")["Size"]) / 1e6
+    assert added <= SIZE_BUDGET_MB, f"{IMAGE} adds {added:.2f} MB to {BASE_IMAGE}; the budget is {SIZE_BUDGET_MB} MB"
+
+
+TRACEBACKS = """
+import importlib.metadata, traceback
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payload
+import temporalio.converter
+def frames(call):
+    try:
+        call()
+    except Exception as err:
+        return [(f.filename, f.line) for f in traceback.extract_tb(err.__traceback__)]
+    raise SystemExit("no exception")
+sdk = frames(lambda: temporalio.converter.default().payload_converter.to_payloads([object()]))
+pb = frames(lambda: json_format.Parse("{", Payload()))
+for name, stack in (("temporalio", sdk), ("google/protobuf", pb)):
+    inside = [(file, line) for file, line in stack if "/site-packages/" + name in file]
+    assert inside and all(line for _, line in inside), (name, stack)
+for dist in ("temporalio", "protobuf"):
+    assert importlib.metadata.files(dist), dist
+with open(temporalio.converter.__cached__, "rb") as pyc:
+    assert int.from_bytes(pyc.read(8)[4:], "little") == 1, "bytecode is not unchecked-hash"
+print("ok")
+"""
+
+
+def test_tracebacks_through_the_sdk_and_protobuf_show_their_source_lines() -> None:
+    assert docker("run", "--rm", IMAGE, "python", "-c", TRACEBACKS).stdout.strip() == "ok"

@@ -3,7 +3,6 @@ an arbitrary UID (OpenShift), and a workspace it cannot write."""
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
 from collections.abc import Callable
@@ -17,11 +16,13 @@ LOCKED_DOWN = ("--read-only", "--tmpfs=/tmp", "--cap-drop=ALL", "--security-opt=
 
 
 def test_read_only_no_capabilities_no_new_privileges(
-    temporal: TemporalServer, run_container: Any, agent_llm: Any, tmp_path: Path, figure: Callable[[str, str], None]
+    temporal: TemporalServer,
+    run_container: Any,
+    agent_llm: Any,
+    workspace_of_1000: Path,
+    figure: Callable[[str, str], None],
 ) -> None:
-    workspace = tmp_path / "ws"
-    workspace.mkdir()
-    os.chown(workspace, 1000, 1000)
+    workspace = workspace_of_1000
     env = {**worker_env(temporal.address), **agent_llm("run locked down")}
     container = run_container("--network=host", *FAST_HEALTH, *LOCKED_DOWN, f"--volume={workspace}:/workspace", env=env)
     wait_health(container, "healthy", timeout=30)
@@ -69,9 +70,10 @@ def test_arbitrary_uid_in_group_0_as_on_openshift(
 def test_workspace_not_writable_fails_at_start_with_what_to_do(
     tmp_path: Path, figure: Callable[[str, str], None]
 ) -> None:
-    workspace = tmp_path / "root-owned"
+    workspace = tmp_path / "read-only"
     workspace.mkdir()
-    workspace.chmod(stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)  # 755, owner root
+    # 555: no one may write, whoever owns it (the test's user may be UID 1000 itself).
+    workspace.chmod(stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
     result = subprocess.run(
         [DOCKER, "run", "--rm", f"--volume={workspace}:/workspace", IMAGE],
         capture_output=True,

@@ -35,12 +35,16 @@ def test_run_local_starts_a_dev_server_and_reaches_healthy_then_stop_cleans_up(t
         "LOCAL_CONTAINER": name,
         "TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
         "WORKSPACE_DIR": str(tmp_path / "ws"),
+        "RUN_DIR": str(tmp_path / "run"),
+        "TEMPORAL_UI_PORT": str(free_port()),
     }
     try:
         started = make("run-local", env)
         assert started.returncode == 0, started.stdout + started.stderr
         assert "starting a Temporal dev server" in started.stdout
         assert "healthy after" in started.stdout
+        assert f"Temporal Web UI: http://localhost:{env['TEMPORAL_UI_PORT']}" in started.stdout
+        assert port_open(int(env["TEMPORAL_UI_PORT"]))
         assert docker("container", "inspect", "-f", "{{.State.Running}}", name).stdout.strip() == "true"
         assert port_open(port)
     finally:
@@ -48,3 +52,4 @@ def test_run_local_starts_a_dev_server_and_reaches_healthy_then_stop_cleans_up(t
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert docker("container", "inspect", name, check=False).returncode != 0
     assert not port_open(port)
+    assert not port_open(int(env["TEMPORAL_UI_PORT"]))

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ROOT, TemporalServer, wait_for
+from tests.integration.agents import start_worker  # noqa: F401 (a fixture for every integration test)
 
 
 class WorkerProcess:
@@ -40,11 +41,11 @@ class WorkerProcess:
             )
         return self
 
-    def health(self) -> subprocess.CompletedProcess[str]:
+    def health(self, *flags: str, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, str(ROOT / "healthcheck.py")],
+            [sys.executable, str(ROOT / "healthcheck.py"), *flags],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **env},
             capture_output=True,
             text=True,
             timeout=15,
@@ -57,6 +58,13 @@ class WorkerProcess:
             return result.stdout.strip() if result.returncode == 0 else False
 
         return str(wait_for(f"worker healthy; log: {self.logs()[-400:]}", probe, timeout, interval=0.5))
+
+    def wait_ready(self, timeout: float = 45) -> str:
+        def probe() -> str | bool:
+            result = self.health("--readiness")
+            return result.stdout.strip() if result.returncode == 0 else False
+
+        return str(wait_for(f"worker ready; log: {self.logs()[-400:]}", probe, timeout, interval=0.5))
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

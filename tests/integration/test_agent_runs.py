@@ -4,18 +4,10 @@ server on loopback speaking the provider's protocol, and the real clients (submi
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
-
-import pytest
 
 from tests.fake_llm import (
     anthropic_answer,
@@ -25,125 +17,9 @@ from tests.fake_llm import (
     openai_error,
     openai_tools,
 )
-from tests.helpers import ROOT, Seen, TemporalServer, temporal_cli, wait_for
+from tests.helpers import Seen, TemporalServer, wait_for
+from tests.integration.agents import KEY, WorkerProcess, openai_env, run_cli, submit
 from tests.processes import alive
-
-KEY = "sk-integration-secret-0123456789"
-
-
-@dataclass
-class WorkerProcess:
-    proc: subprocess.Popen[bytes]
-    env: dict[str, str]
-    workspace_root: Path
-    log: Path
-
-    @property
-    def task_queue(self) -> str:
-        return self.env["TEMPORAL_TASK_QUEUE"]
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def _clean_env() -> dict[str, str]:
-    """This process's environment without any setting the worker or its clients read."""
-    prefixes = ("STIGMER_", "TEMPORAL_", "OPENAI_", "ANTHROPIC_", "OLLAMA_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
-    return env | {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}  # the fake LLM is on loopback
-
-
-@pytest.fixture
-def start_worker(temporal: TemporalServer, tmp_path: Path) -> Iterator[Callable[[dict[str, str]], WorkerProcess]]:
-    started: list[WorkerProcess] = []
-
-    def start(llm_env: dict[str, str]) -> WorkerProcess:
-        queue = f"agent-test-{uuid.uuid4().hex[:8]}"
-        root = tmp_path / "workspace"
-        root.mkdir(exist_ok=True)
-        health = tmp_path / f"health-{queue}.json"
-        env = _clean_env() | {
-            "TEMPORAL_ADDRESS": temporal.address,
-            "TEMPORAL_TASK_QUEUE": queue,
-            "STIGMER_WORKSPACE_ROOT": str(root),
-            "STIGMER_HEALTH_FILE": str(health),
-            **llm_env,
-        }
-        log = tmp_path / f"worker-{queue}.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "agent_runner"], env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
-            )
-        worker = WorkerProcess(proc, env, root, log)
-        started.append(worker)
-
-        def polling() -> bool | Seen:
-            if proc.poll() is not None:
-                raise AssertionError(f"worker exited with {proc.returncode}: {worker.output()[-2000:]}")
-            state = json.loads(health.read_text()).get("state") if health.exists() else "no health file"
-            return state == "polling" or Seen(str(state))
-
-        wait_for("the worker to poll its task queue", polling, timeout=30)
-        return worker
-
-    try:
-        yield start
-    finally:
-        for worker in started:
-            if worker.proc.poll() is None:
-                worker.proc.send_signal(signal.SIGTERM)
-                try:
-                    worker.proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    worker.proc.kill()
-                    worker.proc.wait(timeout=10)
-
-
-def submit(worker: WorkerProcess, *args: str, timeout: float = 90) -> tuple[int, dict[str, Any]]:
-    """`python -m agent_runner.submit ARGS` with the worker's Temporal settings; its exit code and JSON."""
-    env = _clean_env() | {k: worker.env[k] for k in ("TEMPORAL_ADDRESS", "TEMPORAL_TASK_QUEUE")}
-    try:
-        result = subprocess.run(
-            [sys.executable, "-m", "agent_runner.submit", *args],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired:
-        raise AssertionError(
-            f"submit gave no answer in {timeout:.0f}s; the worker's log ends:\n{worker.output()[-3000:]}"
-        ) from None
-    assert result.stdout.strip(), f"submit printed nothing (rc {result.returncode}): {result.stderr[-2000:]}"
-    return result.returncode, json.loads(result.stdout)
-
-
-def run_cli(server: TemporalServer, *args: str, timeout: float = 90) -> str:
-    """The official Temporal CLI against the test's dev server; its standard output."""
-    try:
-        result = subprocess.run(
-            [temporal_cli(), *args, "--address", server.address],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=_clean_env(),
-        )
-    except subprocess.TimeoutExpired as err:
-        raise AssertionError(
-            f"temporal {' '.join(args)} gave no answer in {timeout:.0f}s; it printed: {err.stdout!r}"
-        ) from None
-    assert result.returncode == 0, f"temporal {' '.join(args)} failed: {result.stderr[-2000:]}"
-    return result.stdout
-
-
-def openai_env(fake_url: str) -> dict[str, str]:
-    return {
-        "STIGMER_LLM_PROVIDER": "openai",
-        "STIGMER_LLM_BASE_URL": fake_url,
-        "STIGMER_LLM_API_KEY": KEY,
-        "STIGMER_LLM_MODEL": "fake-gpt",
-    }
 
 
 def tool_calls(result: dict[str, Any]) -> list[tuple[str, bool]]:
@@ -245,11 +121,16 @@ def test_run_started_with_the_temporal_cli(
     assert (worker.workspace_root / "cli-run" / "cli.txt").read_text() == "from the CLI"
 
 
-def test_cancelling_the_workflow_stops_the_run_and_its_command_promptly(
+def test_cancelled_run_closes_canceled_stops_its_command_and_keeps_its_steps(
     temporal: TemporalServer, start_worker: Callable[[dict[str, str]], WorkerProcess]
 ) -> None:
     command = "sleep 120 & echo $! > sleep.pid; wait"
-    with fake_llm([openai_tools(("run_command", {"command": command}))]) as fake:
+    with fake_llm(
+        [
+            openai_tools(("write_file", {"path": "a.txt", "content": "a"})),
+            openai_tools(("run_command", {"command": command})),
+        ]
+    ) as fake:
         worker = start_worker(openai_env(fake.url))
         code, started = submit(worker, "Wait for a long time", "--workspace", "cancel-run")
         assert code == 0, started
@@ -261,19 +142,34 @@ def test_cancelling_the_workflow_stops_the_run_and_its_command_promptly(
                 timeout=30,
             )
         )
+        workflow_id = started["workflow_id"]
         asked = time.monotonic()
-        run_cli(temporal, "workflow", "cancel", "--workflow-id", started["workflow_id"])
-        out = run_cli(temporal, "workflow", "result", "--workflow-id", started["workflow_id"], "-o", "json")
-        took = time.monotonic() - asked
+        run_cli(temporal, "workflow", "cancel", "--workflow-id", workflow_id)
 
-    result = json.loads(out)["result"]
-    assert result["status"] == "cancelled"
-    assert result["error"] == "the run was cancelled"
+        def status() -> bool | Seen:
+            out = run_cli(temporal, "workflow", "describe", "--workflow-id", workflow_id, "-o", "json")
+            found = json.loads(out)["workflowExecutionInfo"]["status"]
+            return found == "WORKFLOW_EXECUTION_STATUS_CANCELED" or Seen(found)
+
+        wait_for("the workflow to close as Canceled", status, timeout=30, interval=0.5)
+        took = time.monotonic() - asked
+        out = run_cli(temporal, "workflow", "query", "--workflow-id", workflow_id, "--name", "progress", "-o", "json")
+
+    progress = json.loads(out)["queryResult"][0]
     assert took < 15, f"the run took {took:.1f}s to stop"
-    assert result["steps"][0]["tool_calls"] == [
-        {"name": "run_command", "arguments": json.dumps({"command": command}), "ok": False, "result": "cancelled"}
+    assert progress["status"] == "cancelled"
+    assert progress["error"] == "the run was cancelled"
+    assert [step["tool_calls"] for step in progress["steps"]] == [
+        [
+            {
+                "name": "write_file",
+                "arguments": json.dumps({"path": "a.txt", "content": "a"}),
+                "ok": True,
+                "result": "wrote 1 bytes to a.txt",
+            }
+        ],
+        [{"name": "run_command", "arguments": json.dumps({"command": command}), "ok": False, "result": "cancelled"}],
     ]
-    assert "sleep.pid" in result["files_created"]
     wait_for(f"the command's sleep (pid {sleeper}) to be gone", lambda: not alive(sleeper), timeout=10)
 
 

@@ -16,7 +16,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from agent_runner.health import BEAT_MAX_AGE
-from tests.helpers import ROOT, TemporalServer, free_port, wait_for
+from tests.helpers import ROOT, Seen, TemporalServer, free_port, wait_for
 from tests.integration.conftest import WorkerProcess
 
 
@@ -42,12 +42,32 @@ def test_worker_registers_as_poller_with_unique_identity(temporal: TemporalServe
     assert asyncio.run(pollers()) == {identity}
 
 
-def test_health_check_says_healthy_with_the_identity(worker: WorkerProcess) -> None:
-    result = worker.health()
-    assert result.returncode == 0, result.stdout
-    assert result.stdout.startswith("healthy:")
-    assert identity_of(worker) in result.stdout
-    assert result.stdout.count("\n") == 1
+def test_health_check_says_healthy_and_ready_with_the_identity(worker: WorkerProcess) -> None:
+    identity = identity_of(worker)
+
+    def listed() -> str | Seen:  # Temporal lists the worker after the SDK's first worker heartbeat
+        line = worker.health().stdout
+        return line if f"ready: Temporal lists {identity} running" in line else Seen(line)
+
+    line = wait_for("Temporal to list the worker", listed, timeout=45, interval=1)
+    assert line.startswith(
+        "healthy: alive, polling: workflow slots 0/100, model slots 0/500, tool slots 0/10 in use; ready:"
+    )
+    assert line.count("\n") == 1
+
+
+def test_liveness_reads_only_the_heartbeat_file(worker: WorkerProcess) -> None:
+    worker.wait_ready()
+    result = worker.health("--liveness", TEMPORAL_ADDRESS="127.0.0.1:1")  # no Temporal there: never asked
+    assert (result.returncode, result.stdout.strip()) == (
+        0,
+        "alive, polling: workflow slots 0/100, model slots 0/500, tool slots 0/10 in use",
+    )
+
+
+def test_unknown_flag_is_a_usage_error(worker: WorkerProcess) -> None:
+    result = worker.health("--nope")
+    assert (result.returncode, result.stdout.strip()) == (2, "usage: healthcheck.py [--liveness | --readiness]")
 
 
 def test_sigterm_stops_cleanly_and_health_turns_unhealthy(worker: WorkerProcess) -> None:
@@ -83,28 +103,52 @@ def test_killed_worker_turns_unhealthy_within_the_heartbeat_window(worker: Worke
     assert time.monotonic() - killed <= BEAT_MAX_AGE + 15
 
 
-def test_unhealthy_when_temporal_stops(own_temporal: TemporalServer, worker_factory: type[WorkerProcess]) -> None:
+def test_temporal_stopped_is_not_ready_but_alive(
+    own_temporal: TemporalServer, worker_factory: type[WorkerProcess]
+) -> None:
     worker = worker_factory(own_temporal.address).start()
-    worker.wait_healthy()
+    worker.wait_ready()
     own_temporal.stop()
-    result = worker.health()
-    assert result.returncode == 1
-    assert f"cannot query Temporal at {own_temporal.address}" in result.stdout
+    assert worker.health("--liveness").returncode == 0
+    ready = worker.health("--readiness")
+    assert ready.returncode == 1
+    assert ready.stdout.startswith(f"not ready: Temporal unreachable at {own_temporal.address}")
+    docker = worker.health()
+    assert docker.returncode == 0  # an outage is not death: Docker's status is liveness
+    assert f"; not ready: Temporal unreachable at {own_temporal.address}" in docker.stdout
 
 
-def test_worker_waits_for_temporal_then_becomes_healthy(worker_factory: type[WorkerProcess]) -> None:
+def test_worker_waits_for_temporal_then_becomes_ready(worker_factory: type[WorkerProcess]) -> None:
     port = free_port()
     worker = worker_factory(f"127.0.0.1:{port}").start()
     wait_for("a logged retry", lambda: "not reachable (attempt 2)" in worker.logs(), timeout=20)
-    result = worker.health()
+    assert worker.health("--liveness").stdout.startswith("alive, connecting to Temporal for")
+    result = worker.health("--readiness")
     assert result.returncode == 1
-    assert "connecting to Temporal" in result.stdout
+    assert result.stdout.startswith("not ready: worker connecting: attempt ")
     server = TemporalServer(port=port).start()
     try:
-        worker.wait_healthy(timeout=45)  # backoff is at most 30 s between attempts
+        worker.wait_ready(timeout=60)  # backoff is at most 10 s between attempts, then one worker heartbeat
         assert worker.proc is not None and worker.proc.poll() is None
     finally:
         server.stop()
+
+
+def test_sdk_failing_fatally_is_not_alive_within_60s(worker_factory: type[WorkerProcess]) -> None:
+    # A namespace Temporal does not know: the client connects, the SDK worker fails at once,
+    # and again on every retry. Restarting would not help either, but it must show.
+    worker = worker_factory(TEMPORAL_NAMESPACE="no-such-namespace").start()
+    started = time.monotonic()
+
+    def dead() -> str | Seen:
+        line = worker.health("--liveness").stdout.strip()
+        return line if "SDK failed" in line else Seen(line)  # not "not running": the worker starts first
+
+    reason = wait_for("liveness to fail", dead, timeout=60, interval=1)
+    assert time.monotonic() - started <= 60
+    assert reason.startswith("unhealthy: worker's Temporal SDK failed (")
+    assert "namespace not found" in reason
+    assert worker.proc is not None and worker.proc.poll() is None  # it keeps retrying, no crash loop
 
 
 @pytest.mark.parametrize(

@@ -1,16 +1,23 @@
 """The publishing suite: a real registry with htpasswd auth on 127.0.0.1, and Docker and Podman
 each with its own throw-away credentials and (for Podman) image store. The user's own
 credentials and images are never touched. Fails (never skips) when a tool is missing:
-.ci/run installs them all.
+.ci/run installs them all (scripts/check-prereqs.sh names them).
+
+As a user other than root, Podman runs rootless: it needs newuidmap (Debian's uidmap) and a
+range of subordinate IDs for the user in /etc/subuid and /etc/subgid. Its store then holds
+files of those IDs, so it is removed from inside Podman's user namespace (podman unshare).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import resource
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -26,7 +33,7 @@ import pytest
 from tests.helpers import ROOT, Seen, free_port, stop_process_group, wait_for
 
 DOCKER = os.environ.get("DOCKER", "docker")
-TOOLS = ("docker-registry", "htpasswd", "podman", "skopeo", "make")
+TOOLS = ("docker-registry", "htpasswd", "podman", "skopeo", "gpg", "make")
 USER = "publisher"
 # The test's own throw-away images and bases; the arm64 base is built offline when missing.
 BASE = "python:3.11-slim"
@@ -263,15 +270,21 @@ def docker_runtime(registry: Registry, home: Path, repository: str) -> Runtime:
 def podman_runtime(registry: Registry, home: Path, repository: str) -> Runtime:
     store = home / "store"
     (home / "tmp").mkdir()
+    (home / "xdg").mkdir(mode=0o700)  # rootless Podman's runtime dir (its pause process's pid file)
     (home / "docker-config").mkdir()
     (home / "auth.json").write_text('{"auths": {}}\n')  # what a user who never logged in has
+    # rootless_storage_path: a rootless Podman ignores graphroot and would use ~/.local/share.
     (home / "storage.conf").write_text(
         f'[storage]\ndriver = "overlay"\ngraphroot = "{store}"\nrunroot = "{home / "run"}"\n'
+        f'rootless_storage_path = "{store}"\n'
     )
     # Podman 4.3 asks for more open files than containers may have here ("error setting rlimit
-    # type 7"); no systemd, so cgroupfs and a file for events.
+    # type 7"); no systemd, so cgroupfs and a file for events. The host's network: rootless
+    # Podman's own (slirp4netns) needs /dev/net/tun, and the tests use --network host anyway.
+    nofile = min(20000, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+    nproc = min(32768, resource.getrlimit(resource.RLIMIT_NPROC)[1])
     (home / "containers.conf").write_text(
-        '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n\n'
+        f'[containers]\nnetns = "host"\ndefault_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]\n\n'
         f'[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\ntmp_dir = "{home / "tmp"}"\n'
         f'volume_path = "{home / "volumes"}"\n'
     )
@@ -286,6 +299,11 @@ def podman_runtime(registry: Registry, home: Path, repository: str) -> Runtime:
         "CONTAINERS_CONF": str(home / "containers.conf"),
         "CONTAINERS_REGISTRIES_CONF": str(home / "registries.conf"),
         "REGISTRY_AUTH_FILE": str(home / "auth.json"),
+        "XDG_RUNTIME_DIR": str(home / "xdg"),
+        "XDG_DATA_HOME": str(home / "data"),  # rootless: its blob cache, else in ~/.local/share
+        # Podman 4.3 keeps RUN --mount=type=cache directories in $TMPDIR/buildah-cache (default
+        # /var/tmp), shared by every user: one made by root is unreadable for a rootless build.
+        "TMPDIR": str(home / "tmp"),
         "CONTAINER_RUNTIME": "podman",
         "DOCKER": "podman",
         "REGISTRY": registry.host,
@@ -296,15 +314,30 @@ def podman_runtime(registry: Registry, home: Path, repository: str) -> Runtime:
 
 def remove_podman_store(runtime: Runtime) -> None:
     store = runtime.home / "store"
-    for mount in (store / "overlay", store):
-        subprocess.run(["umount", "-R", str(mount)], capture_output=True, check=False, timeout=30)
+    if os.geteuid() == 0:
+        for mount in (store / "overlay", store):
+            subprocess.run(["umount", "-R", str(mount)], capture_output=True, check=False, timeout=30)
+        return
+    # Rootless: the store's files belong to subordinate IDs, and the mounts live in Podman's
+    # namespaces. Remove it from there, then end the pause process that holds them.
+    runtime.run("unshare", "sh", "-c", f'umount -R "{store}/overlay"; rm -rf "{store}"', check=False, timeout=120)
+    for pid_file in (runtime.home / "tmp" / "pause.pid", runtime.home / "xdg" / "libpod" / "tmp" / "pause.pid"):
+        if pid_file.exists():
+            with contextlib.suppress(ValueError, ProcessLookupError):
+                os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def tools() -> None:
     missing = [tool for tool in (*TOOLS, DOCKER) if not shutil.which(tool)]
     if missing:
-        pytest.fail(f"publishing tests need {', '.join(missing)}: .ci/run installs them (apt-get install ...)")
+        pytest.fail(f"publishing tests need {', '.join(missing)}: scripts/check-prereqs.sh test-all names the packages")
+    if os.geteuid() != 0:
+        rootless = subprocess.run(
+            [str(ROOT / "scripts" / "check-prereqs.sh"), "rootless-podman"], capture_output=True, text=True, check=False
+        )
+        if rootless.returncode != 0:
+            pytest.fail(rootless.stdout.strip() + rootless.stderr.strip())
     info = subprocess.run([DOCKER, "info"], capture_output=True, text=True, timeout=30, check=False)
     if info.returncode != 0:
         pytest.fail(f"publishing tests need a Docker engine: `{DOCKER} info` failed: {info.stderr.strip()[:300]}")

@@ -14,6 +14,9 @@ import pytest
 from tests.helpers import TemporalServer
 from tests.publish.conftest import Made, Runtime
 
+# arm64 builds and runs under qemu emulation: minutes each, so make test-all only.
+pytestmark = pytest.mark.slow
+
 REPOSITORY = "agent-runner-multiarch"  # per runtime, apart from test_push's
 VERSION = "v2.0.0"
 FAST_HEALTH = ("--health-interval=2s", "--health-retries=2", "--health-start-period=0s")

@@ -74,7 +74,11 @@ def test_login_works_and_never_shows_the_token(runtime: Runtime) -> None:
 
 def test_push_image_pushes_the_version_and_its_semver_tags_not_latest(pushed: Made, built: Runtime) -> None:
     assert pushed.rc == 0, pushed.output[-3000:]
-    assert built.registry.tags(built.repository) == SEMVER_TAGS
+    tags = built.registry.tags(built.repository)
+    # Besides the release tags: the SBOM attached to the pushed digest, sha256-HEX.sbom.
+    sboms = {tag for tag in tags if tag.startswith("sha256-") and tag.endswith(".sbom")}
+    assert len(sboms) == 1, tags
+    assert tags - sboms == SEMVER_TAGS
 
 
 def test_pulled_back_image_keeps_its_health_check_and_runs_healthy(

@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -125,8 +126,12 @@ def test_command_output_is_capped_keeping_head_and_tail(root: Path) -> None:
     assert "bytes of output left out" in out
 
 
-def test_secrets_are_not_in_a_command_environment(root: Path) -> None:
+def test_a_command_environment_is_an_allow_list(root: Path) -> None:
     worker_env = {
+        "PYTHONPATH": "/app",
+        "VIRTUAL_ENV": "/opt/venv",
+        "LANG": "de_DE.UTF-8",
+        "no_proxy": "localhost",
         "PATH": os.environ["PATH"],
         "HOME": "/home/stigmer",
         "OPENAI_API_KEY": "sk-openai-value",
@@ -141,13 +146,16 @@ def test_secrets_are_not_in_a_command_environment(root: Path) -> None:
         "https_proxy": "http://user:proxy-value@proxy:3128",
         "INNOCENT_NAME": "stigmer-value-copied",  # holds the LLM key under an unremarkable name
     }
-    env = command_env(worker_env, secrets=["stigmer-value"])
-    out = call(make(root, env=env), "run_command", command="env")
-    for value in ("openai-value", "anthropic-value", "stigmer-value", "llm.internal", "temporal", "ghp-value",
-                  "db-value", "aws-value", "proxy-value"):  # fmt: skip
-        assert value not in out
-    assert "HOME=/home/stigmer" in out
-    assert f"PATH={os.environ['PATH']}" in out
+    # Both layers: the worker's secret-free environment (command_env), then the allow-list.
+    for env in (worker_env, command_env(worker_env, secrets=["stigmer-value"])):
+        out = call(make(root, env=env), "run_command", command="env").removeprefix("exit code 0\n")
+        seen = dict(line.split("=", 1) for line in out.splitlines())
+        assert sorted(seen) == ["HOME", "LANG", "PATH", "PWD", "TMPDIR", "no_proxy"]
+        assert seen["HOME"] == seen["PWD"] == str(root.resolve())
+        assert seen["PATH"] == "/usr/local/bin:/usr/bin:/bin"
+        assert seen["LANG"] == "de_DE.UTF-8"
+        assert seen["TMPDIR"].startswith(tempfile.gettempdir() + "/agent-command-")
+        assert not Path(seen["TMPDIR"]).exists(), "the private temporary directory outlived its command"
 
 
 def test_snapshots_tell_created_changed_and_deleted(root: Path) -> None:
