@@ -99,6 +99,9 @@ COPY --from=app --chown=root:root /app /app
 ENV PYTHONDONTWRITEBYTECODE=1
 VOLUME ["/workspace"]
 USER 1000:1000
+# The conventional port for the Prometheus endpoint; it listens only when
+# STIGMER_METRICS_ADDRESS is set (e.g. 0.0.0.0:9464). See docs/docker.md, Metrics.
+EXPOSE 9464
 
 # Fails when this worker is stuck: frozen, its event loop blocked, its SDK failed or no longer
 # polling with free slots. Busy, or waiting out a Temporal outage, is healthy; the line says
@@ -112,6 +115,8 @@ CMD ["python", "-m", "agent_runner"]
 ARG VERSION=dev-local
 ARG REVISION=unknown
 ARG CREATED=1970-01-01T00:00:00Z
+# The default build id for Worker Deployment versioning (TEMPORAL_WORKER_BUILD_ID wins over it).
+ENV STIGMER_BUILD_ID=${VERSION}
 LABEL org.opencontainers.image.title="agent-runner" \
       org.opencontainers.image.description="Temporal worker that executes AI-agent runs in a /workspace volume" \
       org.opencontainers.image.source="https://github.com/stigmer/agent-runner" \

@@ -71,6 +71,9 @@ def main() -> int:
     os.umask(0o002)
     try:
         return asyncio.run(run(settings))
+    except ConfigError as err:  # found only at start-up, e.g. the metrics port is taken
+        print(f"agent-runner: configuration error: {err}", file=sys.stderr)
+        return 2
     except Exception:
         logging.getLogger("agent_runner").exception("worker failed")
         return 1

@@ -68,6 +68,14 @@ class LLMSettings:
 
 
 @dataclass(frozen=True)
+class Deployment:
+    """A Worker Deployment version: the worker polls as this build of this deployment."""
+
+    name: str  # TEMPORAL_DEPLOYMENT_NAME
+    build_id: str  # TEMPORAL_WORKER_BUILD_ID, else STIGMER_BUILD_ID (the image's VERSION)
+
+
+@dataclass(frozen=True)
 class Settings:
     # Keyword arguments for temporalio.client.Client.connect. Kept out of repr: it may hold the API key.
     connect: Mapping[str, Any] = field(repr=False)
@@ -81,6 +89,8 @@ class Settings:
     log_format: str
     llm: LLMSettings | None  # None: no provider configured, runs fail with a message saying what to set
     command_timeout: float  # the longest a tool command may run, seconds
+    metrics_address: str | None = None  # host:port of the Prometheus endpoint; None: no metrics
+    deployment: Deployment | None = None  # Worker Deployment versioning; None: unversioned
     notes: tuple[str, ...] = ()  # precedence decisions worth one log line at start-up
     # Model calls wait on the provider, not on this machine: many at once cost little.
     max_concurrent_model_calls: int = 500
@@ -132,6 +142,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_format=_choice(env, "STIGMER_LOG_FORMAT", "text", LOG_FORMATS),
         llm=load_llm_settings(env, notes),
         command_timeout=_seconds(env, "STIGMER_COMMAND_TIMEOUT", 120.0, minimum=1),
+        metrics_address=_listen_address(env, "STIGMER_METRICS_ADDRESS"),
+        deployment=_deployment(env, notes),
         notes=tuple(notes),
         max_concurrent_model_calls=_int(env, "STIGMER_MAX_CONCURRENT_MODEL_CALLS", 500, minimum=1),
         volume_wait=_seconds(env, "STIGMER_VOLUME_WAIT", 300.0, minimum=1),
@@ -179,6 +191,33 @@ def load_llm_settings(env: Mapping[str, str], notes: list[str]) -> LLMSettings |
         temperature=_number(env, "STIGMER_LLM_TEMPERATURE", 0, 2, "a number"),
         timeout=_seconds(env, "STIGMER_LLM_TIMEOUT", 300.0, minimum=1),
     )
+
+
+def _listen_address(env: Mapping[str, str], name: str) -> str | None:
+    value = _optional(env, name)
+    if value is None:
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{name}: expected host:port to listen on (e.g. 0.0.0.0:9464), got {value!r}")
+    return value
+
+
+def _deployment(env: Mapping[str, str], notes: list[str]) -> Deployment | None:
+    """The Temporal Worker Controller sets both TEMPORAL_ variables; the image sets STIGMER_BUILD_ID."""
+    name = _optional(env, "TEMPORAL_DEPLOYMENT_NAME")
+    build_id = _optional(env, "TEMPORAL_WORKER_BUILD_ID")
+    if name is None:
+        if build_id is not None:
+            notes.append("TEMPORAL_WORKER_BUILD_ID is set but TEMPORAL_DEPLOYMENT_NAME is not: running unversioned")
+        return None
+    build_id = build_id or _optional(env, "STIGMER_BUILD_ID")
+    if build_id is None:
+        raise ConfigError(
+            "TEMPORAL_WORKER_BUILD_ID: TEMPORAL_DEPLOYMENT_NAME is set, so a build id is needed; "
+            "set TEMPORAL_WORKER_BUILD_ID (or STIGMER_BUILD_ID, which the image sets to its version)"
+        )
+    return Deployment(name=name, build_id=build_id)
 
 
 def _url(env: Mapping[str, str], name: str) -> str | None:

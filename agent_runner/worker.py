@@ -15,7 +15,9 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.runtime import Runtime
+from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from agent_runner.activities import AgentActivities, volume_id, volume_queue
 from agent_runner.config import Settings
@@ -56,6 +58,7 @@ async def run(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, sig, stop)
 
+    runtime = make_runtime(settings)  # once per process: it holds the metrics listener
     identity = settings.identity or new_identity()
     beat = Heartbeat(settings.health_file, identity, settings.task_queue)
     beat.set_state("connecting")
@@ -69,8 +72,12 @@ async def run(
     )
     for note in settings.notes:
         log.warning("%s", note)
+    if settings.metrics_address:
+        log.info("serving Prometheus metrics at http://%s/metrics", settings.metrics_address)
+    if settings.deployment:
+        log.info("versioned: worker deployment %s, build id %s", settings.deployment.name, settings.deployment.build_id)
     try:
-        await _serve(settings, identity, beat, stop, list(extra_workflows), list(extra_activities))
+        await _serve(settings, identity, beat, stop, runtime, list(extra_workflows), list(extra_activities))
     finally:
         beating.cancel()
         beat.stop()
@@ -88,11 +95,11 @@ async def _serve(
     identity: str,
     beat: Heartbeat,
     stop: asyncio.Event,
+    runtime: Runtime,
     extra_workflows: list[type],
     extra_activities: list[Callable[..., Any]],
 ) -> None:
     """Connect, poll, and after a fatal worker error connect again, until stop is set."""
-    runtime = make_runtime()
     delay = BACKOFF_FIRST
     attempt = 0
     failures = 0  # SDK worker failures in a row: the heartbeat says "failed" until one polls again
@@ -167,6 +174,7 @@ def _make_workers(
         sandbox=settings.sandbox,
     )
     drain = timedelta(seconds=settings.drain_timeout)
+    deployment = _deployment_config(settings)
     return [
         Worker(
             client,
@@ -176,6 +184,7 @@ def _make_workers(
             identity=identity,
             tuner=slots.main.tuner(),  # counted for the health check (agent_runner/slots.py)
             graceful_shutdown_timeout=drain,
+            deployment_config=deployment,
         ),
         Worker(
             client,
@@ -184,8 +193,20 @@ def _make_workers(
             identity=identity,
             tuner=slots.volume.tuner(),
             graceful_shutdown_timeout=drain,
+            deployment_config=deployment,
         ),
     ]
+
+
+def _deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
+    """Worker Deployment versioning. Runs are pinned: a run finishes on the build it started on."""
+    if settings.deployment is None:
+        return None
+    return WorkerDeploymentConfig(
+        version=WorkerDeploymentVersion(settings.deployment.name, settings.deployment.build_id),
+        use_worker_versioning=True,
+        default_versioning_behavior=VersioningBehavior.PINNED,
+    )
 
 
 class WorkerSlots:

@@ -29,6 +29,8 @@ from temporalio.exceptions import (
 )
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
+from agent_runner import metrics
+
 with workflow.unsafe.imports_passed_through():
     from agent_runner.agent_loop import INTERRUPTED, count_tokens, short, system_prompt
     from agent_runner.llm import AssistantTurn, Reply, ToolAnswer, ToolRequest, ToolTurn, UserTurn, turn_to_json
@@ -83,6 +85,7 @@ class AgentExecutionWorkflow:
         return dataclasses.replace(self._result, seconds=self._elapsed())
 
     @workflow.run
+    @metrics.record_run  # runs started and finished, and their tokens (agent_runner/metrics.py)
     async def run(self, request: AgentRequest, carried: RunState | None = None) -> AgentResult:
         # `carried` is the state handed over by continue-as-new. A run started by a client has
         # one argument, and the SDK applies type hints only when the counts match: convert here.

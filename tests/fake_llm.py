@@ -19,6 +19,7 @@ class Answer:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to wait before answering
+    gate: threading.Event | None = None  # answer only once the test sets it (waits at most 300 s)
 
 
 @dataclass
@@ -59,6 +60,8 @@ class FakeLLM:
                         answer = fake.script.pop(0)
                     else:
                         answer = Answer({"error": {"message": "script ended"}}, 500)
+                if answer.gate is not None:
+                    answer.gate.wait(300)
                 time.sleep(answer.delay)
                 data = json.dumps(answer.body).encode()
                 self.send_response(answer.status)
