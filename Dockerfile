@@ -22,20 +22,22 @@ WORKDIR /src
 COPY pyproject.toml poetry.lock ./
 # Removed after install, never used at run time: the SDK's bundled Rust sources, its optional
 # integrations (contrib), its test-server helpers, gRPC stubs (imported only with grpcio, which
-# is not installed) and every type stub. The .py sources and RECORD files stay (the SDK's
-# RECORD without the lines of what was removed): tracebacks through the SDK show their lines,
-# and pip can still list and check what is installed.
+# is not installed), every type stub, and the test data, benchmarks and test-runner plugins that
+# protobuf, certifi and anyio ship (anyio's trio backend too: trio is not installed). The .py
+# sources and RECORD files stay (each RECORD without the lines of what was removed): tracebacks
+# through the SDK show their lines, and pip can still list and check what is installed.
 RUN --mount=type=cache,target=/root/.cache/pypoetry \
     --mount=type=secret,id=ca,target=/run/secrets/ca \
     if [ -s /run/secrets/ca ]; then export REQUESTS_CA_BUNDLE=/run/secrets/ca; fi \
     && python -m venv --without-pip /opt/venv \
     && VIRTUAL_ENV=/opt/venv /opt/poetry/bin/poetry install --only main --no-root --no-ansi \
-    && sdk=/opt/venv/lib/python3.11/site-packages/temporalio \
-    && rm -rf "$sdk"/bridge/sdk-core "$sdk"/bridge/src "$sdk"/bridge/Cargo.* "$sdk"/contrib "$sdk"/testing \
-    && record=$(echo "$sdk"-*.dist-info/RECORD) \
-    && grep -Ev '^temporalio/(bridge/sdk-core|bridge/src|bridge/Cargo|contrib|testing)' "$record" >"$record.kept" \
-    && mv "$record.kept" "$record" \
-    && find /opt/venv \( -name '*.pyi' -o -name '*_pb2_grpc.py' \) -delete
+    && sp=/opt/venv/lib/python3.11/site-packages \
+    && rm -rf "$sp"/temporalio/bridge/sdk-core "$sp"/temporalio/bridge/src "$sp"/temporalio/bridge/Cargo.* \
+              "$sp"/temporalio/contrib "$sp"/temporalio/testing "$sp"/google/protobuf/testdata \
+              "$sp"/google/protobuf/internal/*benchmark* "$sp"/google/protobuf/internal/testing_refleaks.py \
+              "$sp"/certifi/tests "$sp"/anyio/_backends/_trio.py "$sp"/anyio/pytest_plugin.py \
+    && find /opt/venv \( -name '*.pyi' -o -name '*_pb2_grpc.py' \) -delete \
+    && python -c "import pathlib, sys; sp = pathlib.Path(sys.argv[1]); [r.write_text(''.join(l for l in r.read_text().splitlines(True) if (sp / l.split(',')[0]).exists())) for r in sp.glob('*.dist-info/RECORD')]" "$sp"
 
 # ---- binutils: only for `strip`; built in parallel with deps.
 FROM ${BASE_IMAGE} AS binutils

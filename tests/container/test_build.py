@@ -67,7 +67,8 @@ def test_a_dependency_whose_hash_is_not_in_the_lock_fails_the_build(
         (tree / name).write_bytes((ROOT / name).read_bytes())
     (tree / "agent_runner").mkdir()
     (tree / "scripts").mkdir()
-    (tree / "scripts" / "build-image.sh").write_bytes((ROOT / "scripts" / "build-image.sh").read_bytes())
+    for script in ("build-image.sh", "portable.sh"):
+        (tree / "scripts" / script).write_bytes((ROOT / "scripts" / script).read_bytes())
     (tree / "scripts" / "build-image.sh").chmod(0o755)
     lock = (tree / "poetry.lock").read_text()
     tampered = re.sub(r'(\{file = "temporalio-[^"]+", hash = "sha256:)[0-9a-f]{64}', r"\g<1>" + "0" * 64, lock)
