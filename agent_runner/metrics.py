@@ -8,17 +8,17 @@ carries the SDK's labels namespace, task_queue and workflow_type.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
-from temporalio.exceptions import is_cancelled_exception
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 if TYPE_CHECKING:
     from agent_runner.config import Settings
+    from agent_runner.models import TokenUsage
 
 # With counters_total_suffix the exporter adds _total to counter names, as Prometheus expects.
 RUNS_STARTED = "agent_runner_runs_started"  # exported as agent_runner_runs_started_total
@@ -27,8 +27,11 @@ RUNS_STARTED = "agent_runner_runs_started"  # exported as agent_runner_runs_star
 RUNS_FINISHED = "agent_runner_runs_finished"  # exported as agent_runner_runs_finished_total{status}
 # Label kind: input or output, as the provider reported them.
 MODEL_TOKENS = "agent_runner_model_tokens"  # exported as agent_runner_model_tokens_total{kind}
-
-R = TypeVar("R")
+# Label kind: workflow, model or tool (agent_runner/slots.py). The worker counts its own slots for
+# the health check, through the SDK's custom slot-supplier interface, and the SDK exports no
+# temporal_worker_task_slots_available for a custom supplier (only ..._used): this replaces it.
+SLOTS_AVAILABLE = "agent_runner_task_slots_available"
+SLOTS_EVERY = 5.0  # seconds between two updates of the gauge
 
 
 def make_runtime(settings: Settings) -> Runtime:
@@ -60,34 +63,25 @@ def make_runtime(settings: Settings) -> Runtime:
         ) from None
 
 
-def record_run(run: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
-    """Decorates the workflow's run method: counts the run's start, its outcome and its tokens.
-
-    A run continued as new is one run: it is counted once at its first start and once at its end."""
-
-    @functools.wraps(run)
-    async def recorded(*args: Any, **kwargs: Any) -> R:
-        meter = workflow.metric_meter()
-        if workflow.info().continued_run_id is None:
-            meter.create_counter(RUNS_STARTED, "agent runs started").add(1)
-        try:
-            result = await run(*args, **kwargs)
-        except workflow.ContinueAsNewError:
-            raise
-        except BaseException as err:
-            _finished(meter, "cancelled" if is_cancelled_exception(err) else "failed")
-            raise
-        _finished(meter, str(getattr(result, "status", "completed")))
-        usage = getattr(result, "usage", None)
-        tokens = meter.create_counter(MODEL_TOKENS, "model tokens used by agent runs, as the provider reported them")
-        for kind in ("input", "output"):
-            count = getattr(usage, f"{kind}_tokens", None)
-            if count:
-                tokens.add(int(count), {"kind": kind})
-        return result
-
-    return recorded
+def run_started() -> None:
+    """Called by the workflow when a run starts (not when it continues as new: one run, one count)."""
+    workflow.metric_meter().create_counter(RUNS_STARTED, "agent runs started").add(1)
 
 
-def _finished(meter: Any, status: str) -> None:
+def run_finished(status: str, usage: TokenUsage | None) -> None:
+    """Called by the workflow at the one place every run ends, with its status and token usage."""
+    meter = workflow.metric_meter()
     meter.create_counter(RUNS_FINISHED, "agent runs finished, by status").add(1, {"status": status})
+    tokens = meter.create_counter(MODEL_TOKENS, "model tokens used by agent runs, as the provider reported them")
+    for kind, count in (("input", usage and usage.input_tokens), ("output", usage and usage.output_tokens)):
+        if count:
+            tokens.add(int(count), {"kind": kind})
+
+
+async def publish_slots(runtime: Runtime, view: Callable[[], dict[str, dict[str, Any]]]) -> None:
+    """Keeps the free-slot gauge up to date from the worker's own slot view, until cancelled."""
+    gauge = runtime.metric_meter.create_gauge(SLOTS_AVAILABLE, "free task slots of this worker, by kind")
+    while True:
+        for kind, slots in view().items():
+            gauge.set(max(int(slots["capacity"]) - int(slots["used"]), 0), {"kind": kind})
+        await asyncio.sleep(SLOTS_EVERY)

@@ -23,7 +23,7 @@ from agent_runner.activities import AgentActivities, volume_id, volume_queue
 from agent_runner.config import Settings
 from agent_runner.errors import describe_error
 from agent_runner.health import Heartbeat
-from agent_runner.metrics import make_runtime
+from agent_runner.metrics import make_runtime, publish_slots
 from agent_runner.slots import SlotView
 from agent_runner.workflows import AgentExecutionWorkflow
 
@@ -130,12 +130,14 @@ async def _serve(
         slots = WorkerSlots(settings)
         workers = _make_workers(settings, client, identity, slots, extra_workflows, extra_activities)
         beat.watch_slots(slots.view)
+        gauges = asyncio.create_task(publish_slots(runtime, slots.view))
         beat.set_state("polling")
         log.info("connected; polling task queues %s", ", ".join(w.task_queue for w in workers))
         runs = {asyncio.create_task(w.run()) for w in workers}
         stopping = asyncio.create_task(stop.wait())
         started = time.monotonic()
         done, _ = await asyncio.wait({*runs, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        gauges.cancel()
         if stop.is_set():
             beat.set_state("draining")
             # Stops polling, waits for running activities up to the drain timeout.

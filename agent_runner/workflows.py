@@ -85,14 +85,16 @@ class AgentExecutionWorkflow:
         return dataclasses.replace(self._result, seconds=self._elapsed())
 
     @workflow.run
-    @metrics.record_run  # runs started and finished, and their tokens (agent_runner/metrics.py)
     async def run(self, request: AgentRequest, carried: RunState | None = None) -> AgentResult:
         # `carried` is the state handed over by continue-as-new. A run started by a client has
         # one argument, and the SDK applies type hints only when the counts match: convert here.
         if isinstance(request, dict):
             request = value_to_type(AgentRequest, request)
+        if carried is None:
+            metrics.run_started()
         problem = request_problem(request)
         if problem:
+            metrics.run_finished(FAILED, None)
             raise ApplicationError(problem, type="InvalidRequest", non_retryable=True)
         try:
             state = await self._start(request, carried)
@@ -131,6 +133,7 @@ class AgentExecutionWorkflow:
         self._result.status, self._result.error = status, error
         self._result.seconds = self._elapsed()
         usage = self._result.usage
+        metrics.run_finished(status, usage)  # runs by status, and their tokens (agent_runner/metrics.py)
         workflow.logger.info(
             "agent run in %s ended: %s after %d steps (%s input, %s output tokens)",
             self._result.workspace,

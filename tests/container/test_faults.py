@@ -158,29 +158,6 @@ def test_blocked_event_loop_turns_unhealthy_and_says_where(
     )
 
 
-@pytest.mark.slow
-def test_idle_worker_probed_every_5s_never_fails(temporal: TemporalServer, run_container: Any, figure: Figure) -> None:
-    minutes = float(os.environ.get("SOAK_MINUTES", "10"))
-    container = run_container(
-        "--network=host", "--health-interval=5s", "--health-start-period=1s", env=worker_env(temporal.address)
-    )
-    wait_health(container, "healthy", timeout=30)
-    seen: dict[str, int] = {}  # probe start time -> exit code; Docker keeps only the last five
-    deadline = time.monotonic() + minutes * 60
-    while time.monotonic() < deadline:
-        for entry in inspect(container)["State"]["Health"]["Log"]:
-            seen[entry["Start"]] = entry["ExitCode"]
-        time.sleep(5)
-    failures = sum(code != 0 for code in seen.values())
-    # Docker starts the next probe 5 s after the last one ends, so a probe every 5-6 s.
-    assert len(seen) >= minutes * 60 / 6, f"only {len(seen)} probes seen in {minutes:g} min"
-    assert failures == 0, f"{failures} failing probes of {len(seen)}"
-    figure(
-        f"no false unhealthy for an idle worker probed every 5 s for {minutes:g} min",
-        f"0 failing of {len(seen)} probes",
-    )
-
-
 def fault_workers(
     temporal: TemporalServer, run_container: Any, names: list[str], **extra: str
 ) -> tuple[dict[str, str], dict[str, str]]:

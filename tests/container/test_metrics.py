@@ -119,9 +119,11 @@ def test_prometheus_scrapes_sdk_and_run_series_from_the_container(
 
         return wait_for(f"{expr} in Prometheus", probe, timeout=120, interval=1)
 
-    slots = series('temporal_worker_task_slots_available{job="agent-runner",worker_type="ActivityWorker"}')
-    assert slots[0]["metric"]["task_queue"] == env["TEMPORAL_TASK_QUEUE"]
-    assert float(slots[0]["value"][1]) == 10  # STIGMER_MAX_CONCURRENT_ACTIVITIES' default
+    # The SDK's slot series, and the worker's own free-slot gauge (its slots are custom-counted).
+    used = series('temporal_worker_task_slots_used{job="agent-runner",worker_type="ActivityWorker"}')
+    assert env["TEMPORAL_TASK_QUEUE"] in {found["metric"]["task_queue"] for found in used}
+    series('agent_runner_task_slots_available{job="agent-runner",kind="tool"}', 10)  # the default
+    series('agent_runner_task_slots_available{job="agent-runner",kind="model"}', 500)
     series("agent_runner_runs_started_total", 2)
     series('agent_runner_runs_finished_total{status="completed"}', 1)
     series('agent_runner_runs_finished_total{status="failed"}', 1)
