@@ -5,7 +5,7 @@ step, and throughput, against a real Temporal dev server and the loopback model.
 
 Figures, for each image:
 - runs in flight: N runs started at once against a model that takes --model-seconds per reply;
-  the most model calls seen waiting at once, and the worker's peak RSS (VmHWM of PID 1);
+  the most model calls seen waiting at once, and the worker's peak RSS (VmHWM of the worker process);
 - overhead per step: runs of 10 steps (a tiny tool call each) against a model that answers at
   once, the wall time per step, p50 and p95;
 - throughput: 50 small runs (one tool call, one answer) started at once: runs per second.
@@ -103,7 +103,15 @@ class Worker:
         raise SystemExit(f"bench: {image} did not turn healthy in 60 s")
 
     def peak_rss_mb(self) -> float:
-        status = sh(DOCKER, "exec", self.container, "cat", "/proc/1/status")
+        # The worker is PID 1, or tini's only child where tini is PID 1 (images with an init).
+        status = sh(
+            DOCKER,
+            "exec",
+            self.container,
+            "sh",
+            "-c",
+            'pid=$(cut -d" " -f1 /proc/1/task/1/children); cat "/proc/${pid:-1}/status"',
+        )
         kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
         return round(kb / 1024, 1)
 

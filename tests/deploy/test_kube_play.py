@@ -212,7 +212,10 @@ def test_base_runs_healthy_and_locked_down_under_podman_kube_play(
         return podman.run("exec", container, "sh", "-c", script, check=False)
 
     assert sh("id -u; id -g").stdout.split() == ["1000", "1000"]
-    status = dict(line.split(":\t", 1) for line in sh("cat /proc/1/status").stdout.splitlines() if ":\t" in line)
+    # The worker: tini's child (tini is PID 1 in the image).
+    worker = 'pid=$(cut -d" " -f1 /proc/1/task/1/children); cat "/proc/${pid:-1}/status"'
+    status = dict(line.split(":\t", 1) for line in sh(worker).stdout.splitlines() if ":\t" in line)
+    assert status["Name"].strip().startswith("python"), status["Name"]
     assert status["Uid"].split()[0] == "1000", status["Uid"]
     assert {key: status[key].strip() for key in ("CapEff", "CapPrm", "CapBnd")} == dict.fromkeys(
         ("CapEff", "CapPrm", "CapBnd"), "0000000000000000"
