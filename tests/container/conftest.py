@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import Seen, wait_for
+from tests.helpers import ROOT, Seen, free_port, wait_for
 
 DOCKER = os.environ.get("DOCKER", "docker")
 IMAGE = os.environ.get("AGENT_RUNNER_IMAGE", "ghcr.io/stigmer/agent-runner:dev-local")
@@ -194,3 +194,34 @@ def run_agent(address: str, task_queue: str, workspace: str, instructions: str) 
         return result
 
     return asyncio.run(run())
+
+
+def make(target: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A make target of this repository, as a developer runs it."""
+    return subprocess.run(
+        ["make", "--no-print-directory", target],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def run_local_env(tmp_path: Path, name: str, port: int, **extra: str) -> dict[str, str]:
+    """The environment of `make run-local` with its own container, dev server ports, workspace
+    and state directory, so that tests running at once stay apart."""
+    image, version = IMAGE.rsplit(":", 1)
+    return {
+        **os.environ,
+        "DOCKER": DOCKER,
+        "IMAGE": image,
+        "VERSION": version,
+        "LOCAL_CONTAINER": name,
+        "TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
+        "TEMPORAL_UI_PORT": str(free_port()),
+        "WORKSPACE_DIR": str(tmp_path / "ws"),
+        "RUN_DIR": str(tmp_path / "run"),
+        **extra,
+    }

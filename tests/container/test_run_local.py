@@ -2,42 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import uuid
 from pathlib import Path
 
-from tests.container.conftest import DOCKER, IMAGE, docker
-from tests.helpers import ROOT, free_port, port_open
-
-
-def make(target: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["make", "--no-print-directory", target],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+from tests.container.conftest import docker, make, run_local_env
+from tests.helpers import free_port, port_open
 
 
 def test_run_local_starts_a_dev_server_and_reaches_healthy_then_stop_cleans_up(tmp_path: Path) -> None:
     port = free_port()
     name = f"agent-runner-runlocal-{uuid.uuid4().hex[:8]}"
-    image, version = IMAGE.rsplit(":", 1)
-    env = {
-        **os.environ,
-        "DOCKER": DOCKER,
-        "IMAGE": image,
-        "VERSION": version,
-        "LOCAL_CONTAINER": name,
-        "TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
-        "WORKSPACE_DIR": str(tmp_path / "ws"),
-        "RUN_DIR": str(tmp_path / "run"),
-        "TEMPORAL_UI_PORT": str(free_port()),
-    }
+    env = run_local_env(tmp_path, name, port)
     try:
         started = make("run-local", env)
         assert started.returncode == 0, started.stdout + started.stderr

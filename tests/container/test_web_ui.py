@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.container.conftest import DOCKER, IMAGE, docker
+from tests.container.conftest import docker, make, run_local_env
 from tests.helpers import ROOT, free_port
 
 pytestmark = pytest.mark.container
@@ -28,18 +26,6 @@ pytestmark = pytest.mark.container
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-
-
-def make(target: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["make", "--no-print-directory", target],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -131,20 +117,13 @@ def test_web_ui_printed_by_run_local_lists_a_completed_run(
     name = f"agent-runner-ui-{uuid.uuid4().hex[:8]}"
     task_queue = f"ui-{uuid.uuid4().hex[:8]}"
     workflow_id = f"ui-run-{uuid.uuid4().hex[:8]}"
-    image, version = IMAGE.rsplit(":", 1)
-    env = {
-        **os.environ,
+    env = run_local_env(
+        tmp_path,
+        name,
+        port,
         **agent_llm("seen in the Web UI"),
-        "DOCKER": DOCKER,
-        "IMAGE": image,
-        "VERSION": version,
-        "LOCAL_CONTAINER": name,
-        "TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
-        "TEMPORAL_UI_PORT": str(free_port()),
-        "TEMPORAL_TASK_QUEUE": task_queue,
-        "WORKSPACE_DIR": str(tmp_path / "ws"),
-        "RUN_DIR": str(tmp_path / "run"),
-    }
+        TEMPORAL_TASK_QUEUE=task_queue,
+    )
     try:
         started = make("run-local", env)
         assert started.returncode == 0, started.stdout + started.stderr
