@@ -164,6 +164,18 @@ class Runtime:
             raise AssertionError(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
         return result
 
+    def raw_manifest(self, tag: str) -> str:
+        """The manifest (or manifest list) the registry holds for IMAGE:tag, byte for byte."""
+        return self.run_tool(
+            "skopeo",
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--authfile",
+            str(self.authfile),
+            f"docker://{self.image}:{tag}",
+        ).stdout
+
     def make(self, target: str, *variables: str, env: dict[str, str] | None = None, timeout: float = 1800) -> Made:
         started = time.monotonic()
         result = subprocess.run(

@@ -33,19 +33,6 @@ def multiarch(runtime: Runtime) -> Made:
     return made
 
 
-def skopeo_raw(runtime: Runtime, tag: str) -> dict[str, Any]:
-    result = runtime.run_tool(
-        "skopeo",
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        "--authfile",
-        str(runtime.authfile),
-        f"docker://{runtime.image}:{tag}",
-    )
-    return dict(json.loads(result.stdout))
-
-
 def platforms(manifest: dict[str, Any]) -> list[str]:
     entries = manifest.get("manifests")
     assert isinstance(entries, list), f"not a list: {manifest}"
@@ -56,7 +43,7 @@ def platforms(manifest: dict[str, Any]) -> list[str]:
 def arm64_image(runtime: Runtime, multiarch: Made) -> str:
     """The arm64 image of the list, pulled from the registry by its digest."""
     assert multiarch.rc == 0, multiarch.output[-4000:]
-    entries = skopeo_raw(runtime, VERSION)["manifests"]
+    entries = json.loads(runtime.raw_manifest(VERSION))["manifests"]
     digest = next(m["digest"] for m in entries if m["platform"]["architecture"] == "arm64")
     ref = f"{runtime.image}@{digest}"
     runtime.run("pull", ref)
@@ -67,7 +54,7 @@ def arm64_image(runtime: Runtime, multiarch: Made) -> str:
 def test_push_multiarch_publishes_a_list_of_exactly_amd64_and_arm64(runtime: Runtime, multiarch: Made) -> None:
     assert multiarch.rc == 0, multiarch.output[-4000:]
     for tag in (VERSION, "v2.0", "v2"):
-        assert platforms(skopeo_raw(runtime, tag)) == ["linux/amd64", "linux/arm64"], tag
+        assert platforms(json.loads(runtime.raw_manifest(tag))) == ["linux/amd64", "linux/arm64"], tag
     assert "latest" not in runtime.registry.tags(runtime.repository)
 
 

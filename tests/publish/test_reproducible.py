@@ -40,15 +40,7 @@ def build_and_push(runtime: Runtime, tag: str) -> tuple[str, str]:
     image_id = runtime.image_id(ref)
     assert image_id
     runtime.run("push", "--format", "v2s2", ref, f"docker://{runtime.image}:{tag}")
-    raw = runtime.run_tool(
-        "skopeo",
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        "--authfile",
-        str(runtime.authfile),
-        f"docker://{runtime.image}:{tag}",
-    ).stdout
+    raw = runtime.raw_manifest(tag)
     runtime.run("rmi", "-f", ref)
     return image_id, "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
 
