@@ -53,13 +53,25 @@ def temporal_cli() -> str:
     return found
 
 
+class ServerExited(AssertionError):
+    """The dev server exited while starting (for example, a port it was given was taken)."""
+
+
 class TemporalServer:
     """A real Temporal dev server on a free loopback port, in memory or in a file."""
 
-    def __init__(self, port: int | None = None, ip: str = "127.0.0.1", db_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        ip: str = "127.0.0.1",
+        db_file: Path | None = None,
+        dynamic_config: dict[str, str] | None = None,
+    ) -> None:
         self.port = port or free_port()
+        self.may_move = port is None  # until it first starts, a port of its own choosing may change
         self.ip = ip
         self.db_file = db_file  # None: in memory; a file keeps the server's state across a restart
+        self.dynamic_config = dynamic_config or {}  # the server's settings, e.g. {"history.x": "1"}
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -67,6 +79,18 @@ class TemporalServer:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> TemporalServer:
+        # free_port() only proposes a port: another process may take it (or the UI's) before the
+        # server binds it. The server then exits at once, and a first start tries other ports.
+        for attempt in range(3):
+            try:
+                return self._start()
+            except ServerExited:
+                if not self.may_move or attempt == 2:
+                    raise
+                self.port = free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self) -> TemporalServer:
         ui_port = free_port()
         self.proc = subprocess.Popen(
             [
@@ -83,18 +107,20 @@ class TemporalServer:
                 "--log-level",
                 "error",
                 *(["--db-filename", str(self.db_file)] if self.db_file else []),
+                *(arg for item in self.dynamic_config.items() for arg in ("--dynamic-config-value", "=".join(item))),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
         wait_for(f"Temporal dev server on {self.address}", self._ready, timeout=30)
+        self.may_move = False
         return self
 
     def _ready(self) -> bool | Seen:
         assert self.proc is not None
         if self.proc.poll() is not None:
-            raise AssertionError(f"temporal dev server exited with {self.proc.returncode}")
+            raise ServerExited(f"temporal dev server on port {self.port} exited with {self.proc.returncode}")
         if not port_open(self.port):
             return Seen("port closed")
         # The frontend answers before the default namespace is registered.
