@@ -7,7 +7,8 @@ Figures, for each image:
 - runs in flight: N runs started at once against a model that takes --model-seconds per reply;
   the most model calls seen waiting at once, and the worker's peak RSS (VmHWM of the worker process);
 - overhead per step: runs of 10 steps (a tiny tool call each) against a model that answers at
-  once, the wall time per step, p50 and p95;
+  once, the wall time per step, p50 and p95, on a stock dev server and on one whose transfer
+  queue is not paced (see UNPACED);
 - throughput: 50 small runs (one tool call, one answer) started at once: runs per second.
 Writes bench/runs.md and bench/runs.json (with --out, elsewhere). Nothing here is a test.
 """
@@ -37,6 +38,14 @@ from tests.fake_llm import Answer, fake_llm, openai_answer, openai_tools  # noqa
 from tests.helpers import TemporalServer  # noqa: E402
 
 DOCKER = os.environ.get("DOCKER", "docker")
+STEPS = 10
+# A dev server has one history shard, and a shard's transfer queue (which hands each new task to
+# matching) reads at most history.transferProcessorMaxPollRPS = 20 times a second: once a run's
+# tasks come in a steady stream, each waits for the next read, up to 50 ms. A step is three such
+# tasks (the workflow task after the model call, the tool call on the volume's queue, the
+# workflow task after it; the model call itself is dispatched eagerly). A cluster spreads runs
+# over many shards, each with its own reads, so the step is measured on both.
+UNPACED = {"history.transferProcessorMaxPollRPS": "1000"}
 
 
 def sh(*args: str, timeout: float = 120) -> str:
@@ -140,6 +149,22 @@ async def run_many(address: str, queue: str, count: int, max_seconds: float) -> 
     return list(await asyncio.gather(*(one(n) for n in range(count))))
 
 
+def step_overhead(image: str, address: str, prefix: str = "") -> dict[str, float]:
+    """Wall time per step of runs of STEPS steps, one at a time, against a model that answers at once."""
+    with fake_llm([], Model(steps=STEPS - 1, delay=0)) as fake:
+        worker = Worker(image, address, fake.url)
+        try:
+            per_step = [
+                seconds / STEPS for _ in range(5) for seconds in asyncio.run(run_many(address, worker.queue, 1, 600))
+            ]
+        finally:
+            worker.remove()
+    return {
+        f"{prefix}step_seconds_p50": round(statistics.median(per_step), 4),
+        f"{prefix}step_seconds_p95": round(statistics.quantiles(per_step, n=20)[-1], 4),
+    }
+
+
 def measure(image: str, address: str, in_flight: int, model_seconds: float) -> dict[str, Any]:
     figures: dict[str, Any] = {"image": image}
     # Runs in flight: one tool call, then the answer, each model reply taking model_seconds.
@@ -155,18 +180,8 @@ def measure(image: str, address: str, in_flight: int, model_seconds: float) -> d
             figures["in_flight_peak_rss_mb"] = worker.peak_rss_mb()
         finally:
             worker.remove()
-    # Overhead per step and throughput: a model that answers at once.
-    steps = 10
-    with fake_llm([], Model(steps=steps - 1, delay=0)) as fake:
-        worker = Worker(image, address, fake.url)
-        try:
-            per_step = [
-                seconds / steps for _ in range(5) for seconds in asyncio.run(run_many(address, worker.queue, 1, 600))
-            ]
-            figures["step_seconds_p50"] = round(statistics.median(per_step), 4)
-            figures["step_seconds_p95"] = round(statistics.quantiles(per_step, n=20)[-1], 4)
-        finally:
-            worker.remove()
+    figures.update(step_overhead(image, address))
+    # Throughput: small runs against a model that answers at once.
     with fake_llm([], Model(steps=1, delay=0)) as fake:
         worker = Worker(image, address, fake.url)
         try:
@@ -190,12 +205,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.in_flight, args.model_seconds, args.out = 20, 1.0, ROOT / "bench" / "out"
+    images = [args.image, *([args.compare] if args.compare else [])]
     server = TemporalServer().start()
     try:
-        results = [
-            measure(image, server.address, args.in_flight, args.model_seconds)
-            for image in [args.image, *([args.compare] if args.compare else [])]
-        ]
+        results = [measure(image, server.address, args.in_flight, args.model_seconds) for image in images]
+    finally:
+        server.stop()
+    server = TemporalServer(dynamic_config=UNPACED).start()
+    try:
+        for image, figures in zip(images, results, strict=True):
+            figures.update(step_overhead(image, server.address, prefix="unpaced_"))
     finally:
         server.stop()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -206,8 +225,15 @@ def main() -> None:
         f"Written by `bench/durable.py` on {time.strftime('%Y-%m-%d')} ({os.cpu_count()} cores, shared machine); "
         f"{args.in_flight} runs in flight against a model taking {args.model_seconds:g} s per reply.",
         "",
-        "| image | model calls waiting at once | time for all | peak RSS | step p50 | step p95 | runs/s | run p50 |",
-        "|---|---|---|---|---|---|---|---|",
+        "Step: the wall time per step of 10-step runs against a model that answers at once, on a stock dev",
+        "server, then (unpaced) on one started with "
+        + " ".join(f"`--dynamic-config-value {k}={v}`" for k, v in UNPACED.items())
+        + ": a dev server's single history shard hands tasks on at most 20 times a second, and a step is three",
+        "tasks in a row (bench/durable.py says more).",
+        "",
+        "| image | model calls waiting at once | time for all | peak RSS | step p50 | step p95 "
+        "| step p50, unpaced | step p95, unpaced | runs/s | run p50 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         cells = [
@@ -217,6 +243,8 @@ def main() -> None:
             f"{r['in_flight_peak_rss_mb']} MB",
             f"{r['step_seconds_p50'] * 1000:.0f} ms",
             f"{r['step_seconds_p95'] * 1000:.0f} ms",
+            f"{r['unpaced_step_seconds_p50'] * 1000:.0f} ms",
+            f"{r['unpaced_step_seconds_p95'] * 1000:.0f} ms",
             f"{r['throughput_runs_per_s']}",
             f"{r['run_latency_p50_s']} s",
         ]

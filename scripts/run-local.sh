@@ -123,8 +123,12 @@ else
   # Loopback only, on every OS: the dev server has no authentication. On Linux the container
   # shares the host's network; Docker Desktop on macOS forwards host.docker.internal to the
   # Mac's loopback. The Web UI listens on the same loopback address, and fetches no news.
+  # The dev server's single history shard hands new tasks to matching at most 20 times a second
+  # (history.transferProcessorMaxPollRPS), which would add up to 50 ms to each of a step's three
+  # tasks; a cluster spreads runs over many shards. Unpaced, a local step takes what it would there.
   say "nothing answers at $address; starting a Temporal dev server on 127.0.0.1:$port (log: $run_dir/temporal.log)"
   nohup "$temporal_cli" server start-dev --ip 127.0.0.1 --port "$port" --ui-port "$ui_port" \
+    --dynamic-config-value history.transferProcessorMaxPollRPS=1000 \
     --ui-disable-news-fetch --log-level warn --db-filename "$run_dir/temporal.db" >"$run_dir/temporal.log" 2>&1 &
   echo $! >"$run_dir/temporal.pid"
   for _ in $(seq 1 100); do answers 127.0.0.1 "$port" && answers 127.0.0.1 "$ui_port" && break; sleep 0.2; done
