@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -34,7 +35,7 @@ import pytest
 import yaml
 
 from tests.deploy.conftest import KUSTOMIZE_ROOT, kustomize, one
-from tests.helpers import Seen, TemporalServer, wait_for
+from tests.helpers import Seen, TemporalServer, free_port, wait_for
 
 DOCKER = os.environ.get("DOCKER", "docker")
 IMAGE = os.environ.get("AGENT_RUNNER_IMAGE", "ghcr.io/stigmer/agent-runner:dev-local")
@@ -109,7 +110,9 @@ def load_image(podman: Podman) -> str:
     return name
 
 
-def render_base(workdir: Path, image: str, temporal: TemporalServer, task_queue: str, suffix: str) -> Path:
+def render_base(
+    workdir: Path, image: str, temporal: TemporalServer, task_queue: str, suffix: str, metrics_port: int
+) -> Path:
     """The base as an operator customises it, with a kustomize overlay of its own: this image,
     one replica, this Temporal and task queue, the host's network, and the model key Secret."""
     (workdir / "secret.yaml").write_text(
@@ -136,14 +139,21 @@ def render_base(workdir: Path, image: str, temporal: TemporalServer, task_queue:
                     {
                         "name": "agent-runner-config",
                         "behavior": "merge",
-                        "literals": [f"TEMPORAL_ADDRESS={temporal.address}", f"TEMPORAL_TASK_QUEUE={task_queue}"],
+                        "literals": [
+                            f"TEMPORAL_ADDRESS={temporal.address}",
+                            f"TEMPORAL_TASK_QUEUE={task_queue}",
+                            f"STIGMER_METRICS_ADDRESS=127.0.0.1:{metrics_port}",
+                        ],
                     }
                 ],
-                # The dev server listens on the host's loopback.
+                # The dev server listens on the host's loopback. On the host's network a container
+                # port would be a host port mapping, which Podman refuses there: the port goes
+                # (test_manifests checks it), and the worker serves metrics on a port of the test's.
                 "patches": [
                     {
                         "target": {"kind": "Deployment"},
-                        "patch": "- op: add\n  path: /spec/template/spec/hostNetwork\n  value: true\n",
+                        "patch": "- op: add\n  path: /spec/template/spec/hostNetwork\n  value: true\n"
+                        "- op: remove\n  path: /spec/template/spec/containers/0/ports\n",
                     }
                 ],
             }
@@ -168,7 +178,8 @@ def test_base_runs_healthy_and_locked_down_under_podman_kube_play(
     loaded = time.monotonic() - started
     suffix = f"-{uuid.uuid4().hex[:8]}"
     task_queue = f"kube-play-{uuid.uuid4().hex[:8]}"
-    manifest = render_base(podman.home, image, temporal, task_queue, suffix)
+    metrics_port = free_port()
+    manifest = render_base(podman.home, image, temporal, task_queue, suffix, metrics_port)
     docs = list(yaml.safe_load_all(manifest.read_text()))
     deployment = one(docs, "Deployment")
     container_spec = deployment["spec"]["template"]["spec"]["containers"][0]
@@ -210,6 +221,13 @@ def test_base_runs_healthy_and_locked_down_under_podman_kube_play(
 
     def sh(script: str) -> subprocess.CompletedProcess[str]:
         return podman.run("exec", container, "sh", "-c", script, check=False)
+
+    # The worker serves its metrics, the SDK's and its own, where STIGMER_METRICS_ADDRESS says.
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    scrape = sh(f"python -c \"import urllib.request as u; print(u.urlopen('{url}').read().decode())\"")
+    assert "temporal_worker_task_slots_used" in scrape.stdout, scrape.stdout[-500:] + scrape.stderr
+    free_tool_slots = r'^agent_runner_task_slots_available\{[^}]*kind="tool"[^}]*\} 10(\.0)?$'
+    assert re.search(free_tool_slots, scrape.stdout, re.M), scrape.stdout
 
     assert sh("id -u; id -g").stdout.split() == ["1000", "1000"]
     # The worker: tini's child (tini is PID 1 in the image).

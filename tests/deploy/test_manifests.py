@@ -288,6 +288,20 @@ def test_probes_and_the_model_key(rendered: dict[str, list[dict[str, Any]]], tar
     assert not any("KEY" in name for name in config), "a key in the ConfigMap"
 
 
+@pytest.mark.parametrize("target", TARGETS)
+def test_metrics_port_is_where_the_worker_serves(rendered: dict[str, list[dict[str, Any]]], target: str) -> None:
+    """The pod's port "metrics", its scrape annotations and STIGMER_METRICS_ADDRESS name one port."""
+    docs = rendered[target]
+    (template,) = [doc["spec"]["template"] for doc in docs if doc["kind"] in ("Deployment", "WorkerDeployment")]
+    (container,) = template["spec"]["containers"]
+    host, _, port = one(docs, "ConfigMap")["data"]["STIGMER_METRICS_ADDRESS"].rpartition(":")
+    assert host == "0.0.0.0", "the pod's own network: reachable from Prometheus, not only from loopback"
+    assert container["ports"] == [{"name": "metrics", "containerPort": int(port), "protocol": "TCP"}]
+    annotations = template["metadata"]["annotations"]
+    assert (annotations["prometheus.io/scrape"], annotations["prometheus.io/port"]) == ("true", port)
+    assert annotations["prometheus.io/path"] == "/metrics"
+
+
 def test_pod_disruption_budget_selects_the_pods(rendered: dict[str, list[dict[str, Any]]]) -> None:
     docs = rendered["base"]
     budget = one(docs, "PodDisruptionBudget")["spec"]
