@@ -155,10 +155,15 @@ def test_control_a_command_works_in_its_own_directory(worker: Worker) -> None:
 
 
 def test_reading_the_mounted_key_file_fails(worker: Worker) -> None:
-    out = worker.attack("cat /run/secrets/llm_api_key; ls /run/secrets; cat /proc/1/environ; env")
+    # PID 1 is tini; the worker is its child, and runs as the same user as the command.
+    worker_pid = worker.exec("sh", "-c", "cut -d' ' -f1 /proc/1/task/1/children")
+    assert worker_pid.isdigit(), worker_pid
+    out = worker.attack(
+        f"cat /run/secrets/llm_api_key; ls /run/secrets; cat /proc/1/environ; cat /proc/{worker_pid}/environ; env"
+    )
     assert KEY not in out
-    assert "STIGMER_" not in out  # not in its environment, and PID 1's cannot be read
-    assert out.count("Permission denied") == 3, out
+    assert "STIGMER_" not in out  # not in its environment, and neither tini's nor the worker's can be read
+    assert out.count("Permission denied") == 4, out
 
 
 def test_reading_and_writing_another_runs_directory_fails(worker: Worker) -> None:
