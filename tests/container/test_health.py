@@ -326,7 +326,8 @@ def test_busy_workers_outage_and_soak_never_fail_falsely(
             assert [r["status"] for r in results] == ["completed"] * slots, results
             for mode in MODES:
                 assert prober.failures(mode) == [], (mode, prober.failures(mode)[:3])
-                assert prober.count(mode) >= (busy_seconds - 10) / 12, (mode, prober.count(mode))
+                # Every 10 s when the machine is quiet; at least every 20 s on average under load.
+                assert prober.count(mode) >= (busy_seconds - 10) / 20, (mode, prober.count(mode))
             assert set(docker_seen.values()) == {0}, docker_seen
             assert any(f"model slots {slots}/{slots}" in line for line in prober.lines("liveness"))
             return f"0 failing of {sum(prober.count(m) for m in MODES) + len(docker_seen)}"
