@@ -218,8 +218,12 @@ def test_worker_controller_runs_the_base_pod_template(rendered: dict[str, list[d
     assert worker["spec"]["workerOptions"]["temporalNamespace"] == config["TEMPORAL_NAMESPACE"]
 
 
+def pod_templates(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [doc["spec"]["template"] for doc in docs if doc["kind"] in ("Deployment", "WorkerDeployment")]
+
+
 def pod_specs(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [doc["spec"]["template"]["spec"] for doc in docs if doc["kind"] in ("Deployment", "WorkerDeployment")]
+    return [template["spec"] for template in pod_templates(docs)]
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -292,7 +296,7 @@ def test_probes_and_the_model_key(rendered: dict[str, list[dict[str, Any]]], tar
 def test_metrics_port_is_where_the_worker_serves(rendered: dict[str, list[dict[str, Any]]], target: str) -> None:
     """The pod's port "metrics", its scrape annotations and STIGMER_METRICS_ADDRESS name one port."""
     docs = rendered[target]
-    (template,) = [doc["spec"]["template"] for doc in docs if doc["kind"] in ("Deployment", "WorkerDeployment")]
+    (template,) = pod_templates(docs)
     (container,) = template["spec"]["containers"]
     host, _, port = one(docs, "ConfigMap")["data"]["STIGMER_METRICS_ADDRESS"].rpartition(":")
     assert host == "0.0.0.0", "the pod's own network: reachable from Prometheus, not only from loopback"
