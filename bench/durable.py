@@ -35,7 +35,7 @@ from temporalio.client import Client  # noqa: E402
 
 from agent_runner.models import AgentRequest  # noqa: E402
 from tests.fake_llm import Answer, fake_llm, openai_answer, openai_tools  # noqa: E402
-from tests.helpers import TemporalServer  # noqa: E402
+from tests.helpers import WORKER_PID_SH, TemporalServer  # noqa: E402
 
 DOCKER = os.environ.get("DOCKER", "docker")
 STEPS = 10
@@ -119,7 +119,7 @@ class Worker:
             self.container,
             "sh",
             "-c",
-            'pid=$(cut -d" " -f1 /proc/1/task/1/children); cat "/proc/${pid:-1}/status"',
+            f'pid=$({WORKER_PID_SH}); cat "/proc/${{pid:-1}}/status"',
         )
         kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
         return round(kb / 1024, 1)

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# Shell that prints the worker's pid inside the image: tini is PID 1, the worker its only child.
+WORKER_PID_SH = 'cut -d" " -f1 /proc/1/task/1/children'
 
 
 def free_port() -> int:

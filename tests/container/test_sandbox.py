@@ -23,7 +23,7 @@ import pytest
 from tests.container.conftest import FAST_HEALTH, IMAGE, container_logs, docker, wait_health, worker_env
 from tests.container.test_lockdown import LOCKED_DOWN
 from tests.fake_llm import FakeLLM, fake_llm, openai_answer, openai_tools
-from tests.helpers import TemporalServer
+from tests.helpers import WORKER_PID_SH, TemporalServer
 
 MODES = {"as-shipped": (), "locked-down": (*LOCKED_DOWN, "--user=12345:0")}
 KEY = f"sk-sandbox-{uuid.uuid4().hex}"
@@ -156,7 +156,7 @@ def test_control_a_command_works_in_its_own_directory(worker: Worker) -> None:
 
 def test_reading_the_mounted_key_file_fails(worker: Worker) -> None:
     # PID 1 is tini; the worker is its child, and runs as the same user as the command.
-    worker_pid = worker.exec("sh", "-c", "cut -d' ' -f1 /proc/1/task/1/children")
+    worker_pid = worker.exec("sh", "-c", WORKER_PID_SH)
     assert worker_pid.isdigit(), worker_pid
     out = worker.attack(
         f"cat /run/secrets/llm_api_key; ls /run/secrets; cat /proc/1/environ; cat /proc/{worker_pid}/environ; env"

@@ -35,7 +35,7 @@ import pytest
 import yaml
 
 from tests.deploy.conftest import KUSTOMIZE_ROOT, kustomize, one
-from tests.helpers import Seen, TemporalServer, free_port, wait_for
+from tests.helpers import WORKER_PID_SH, Seen, TemporalServer, free_port, wait_for
 
 DOCKER = os.environ.get("DOCKER", "docker")
 IMAGE = os.environ.get("AGENT_RUNNER_IMAGE", "ghcr.io/stigmer/agent-runner:dev-local")
@@ -231,7 +231,7 @@ def test_base_runs_healthy_and_locked_down_under_podman_kube_play(
 
     assert sh("id -u; id -g").stdout.split() == ["1000", "1000"]
     # The worker: tini's child (tini is PID 1 in the image).
-    worker = 'pid=$(cut -d" " -f1 /proc/1/task/1/children); cat "/proc/${pid:-1}/status"'
+    worker = f'pid=$({WORKER_PID_SH}); cat "/proc/${{pid:-1}}/status"'
     status = dict(line.split(":\t", 1) for line in sh(worker).stdout.splitlines() if ":\t" in line)
     assert status["Name"].strip().startswith("python"), status["Name"]
     assert status["Uid"].split()[0] == "1000", status["Uid"]
