@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from temporalio.client import Client
@@ -100,13 +100,22 @@ def wait_ready(container: str) -> None:
     wait_for("ready", ready, timeout=STARTUP, interval=1)
 
 
+class ProbeResult(NamedTuple):
+    """One probe: when it began and ended (monotonic), its mode, exit code and line."""
+
+    began: float
+    ended: float
+    mode: str
+    code: int
+    line: str
+
+
 class Prober:
     """Probes a container in every mode every `interval` seconds from a thread; keeps every answer."""
 
     def __init__(self, container: str, interval: float, modes: tuple[str, ...] = MODES) -> None:
         self.container, self.interval, self.modes = container, interval, modes
-        # (monotonic time it ended, mode, exit code, line, monotonic time it began)
-        self.seen: list[tuple[float, str, int, str, float]] = []
+        self.seen: list[ProbeResult] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -116,7 +125,7 @@ class Prober:
             for mode in self.modes:
                 began = time.monotonic()
                 code, line = probe(self.container, mode)
-                self.seen.append((time.monotonic(), mode, code, line, began))
+                self.seen.append(ProbeResult(began, time.monotonic(), mode, code, line))
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - start)))
 
     def __enter__(self) -> Prober:
@@ -128,13 +137,13 @@ class Prober:
         self._thread.join(timeout=120)
 
     def failures(self, mode: str, since: float = 0.0, until: float = float("inf")) -> list[str]:
-        return [line for t, m, code, line, _ in self.seen if m == mode and code != 0 and since <= t <= until]
+        return [a.line for a in self.seen if a.mode == mode and a.code != 0 and since <= a.ended <= until]
 
     def count(self, mode: str) -> int:
-        return sum(m == mode for _, m, _, _, _ in self.seen)
+        return sum(a.mode == mode for a in self.seen)
 
     def lines(self, mode: str) -> list[str]:
-        return [line for _, m, _, line, _ in self.seen if m == mode]
+        return [a.line for a in self.seen if a.mode == mode]
 
 
 def docker_health_log(container: str, seen: dict[str, int]) -> None:
@@ -353,14 +362,15 @@ def test_busy_workers_outage_and_soak_never_fail_falsely(
                     "ready again",
                     lambda: (
                         prober.failures("readiness", since=time.monotonic() - 1) == []
-                        and (any(m == "readiness" and c == 0 and t > up_at for t, m, c, _, _ in prober.seen))
+                        and any(a.mode == "readiness" and a.code == 0 and a.ended > up_at for a in prober.seen)
                     ),
                     timeout=60,
                     interval=1,
                 )
                 time.sleep(10)
-            not_ready = [t for t, m, c, _, _ in prober.seen if m == "readiness" and c != 0 and t >= down_at]
-            ready_again = [t for t, m, c, _, _ in prober.seen if m == "readiness" and c == 0 and t > up_at]
+            readiness = [a for a in prober.seen if a.mode == "readiness"]
+            not_ready = [a.ended for a in readiness if a.code != 0 and a.ended >= down_at]
+            ready_again = [a.ended for a in readiness if a.code == 0 and a.ended > up_at]
             assert not_ready and ready_again
             failed_after, ready_after = not_ready[0] - down_at, ready_again[0] - up_at
             assert failed_after <= 30, failed_after
@@ -368,7 +378,7 @@ def test_busy_workers_outage_and_soak_never_fail_falsely(
             assert prober.failures("liveness") == [] and prober.failures("docker") == []
             assert set(docker_seen.values()) == {0}, docker_seen
             # Probes wholly within the outage: begun once the port had closed, ended before the restart.
-            during = [line for t, m, _, line, b in prober.seen if m == "readiness" and gone_at <= b and t < back_at]
+            during = [a.line for a in readiness if gone_at <= a.began and a.ended < back_at]
             assert during, "no readiness probe fell wholly within the outage"
             assert [line for line in during if "Temporal unreachable" not in line] == [], during
             state = inspect(container)
