@@ -89,12 +89,18 @@ def start_worker(temporal: TemporalServer, tmp_path: Path) -> Iterator[Callable[
                     worker.proc.wait(timeout=10)
 
 
+def submit_command(worker: WorkerProcess, *args: str) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of `python -m agent_runner.submit ARGS` against the worker's Temporal."""
+    env = _clean_env() | {k: worker.env[k] for k in ("TEMPORAL_ADDRESS", "TEMPORAL_TASK_QUEUE")}
+    return [sys.executable, "-m", "agent_runner.submit", *args], env
+
+
 def submit(worker: WorkerProcess, *args: str, timeout: float = 90) -> tuple[int, dict[str, Any]]:
     """`python -m agent_runner.submit ARGS` with the worker's Temporal settings; its exit code and JSON."""
-    env = _clean_env() | {k: worker.env[k] for k in ("TEMPORAL_ADDRESS", "TEMPORAL_TASK_QUEUE")}
+    command, env = submit_command(worker, *args)
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "agent_runner.submit", *args],
+            command,
             env=env,
             cwd=ROOT,
             capture_output=True,

@@ -9,13 +9,12 @@ import pty
 import select
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 
 from tests.fake_llm import Answer, fake_llm, openai_answer, openai_tools
 from tests.helpers import ROOT
-from tests.integration.agents import WorkerProcess, _clean_env, openai_env
+from tests.integration.agents import WorkerProcess, openai_env, submit_command
 
 StartWorker = Callable[..., WorkerProcess]
 STEP_SECONDS = 2.0
@@ -36,10 +35,10 @@ class Terminal:
     """A submit process whose stdin, stdout and stderr are a pseudo-terminal; lines with their arrival time."""
 
     def __init__(self, worker: WorkerProcess, *args: str) -> None:
-        env = _clean_env() | {k: worker.env[k] for k in ("TEMPORAL_ADDRESS", "TEMPORAL_TASK_QUEUE")}
+        command, env = submit_command(worker, *args)
         self.master, slave = pty.openpty()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent_runner.submit", *args],
+            command,
             cwd=ROOT,
             env=env,
             stdin=slave,
