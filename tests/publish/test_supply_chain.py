@@ -230,12 +230,11 @@ def test_sign_image_signs_every_release_tag_by_digest(signed: Signed) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_pull_of_an_unsigned_image_is_refused(signed: Signed) -> None:
-    runtime = signed.pushed.runtime
-    other = f"{runtime.image}:unsigned"
+def push_relabelled(runtime: Runtime, tag: str, label: str) -> None:
+    """Push to `tag` the signed release with one label added: other content, never signed."""
     build = subprocess.run(
-        [DOCKER, "build", "--quiet", "--tag", other, "-"],
-        input=f"FROM {runtime.image}:{VERSION}\nLABEL org.example.changed=yes\n",
+        [DOCKER, "build", "--quiet", "--tag", tag, "-"],
+        input=f"FROM {runtime.image}:{VERSION}\nLABEL {label}=yes\n",
         env=runtime.env,
         text=True,
         capture_output=True,
@@ -243,7 +242,13 @@ def test_pull_of_an_unsigned_image_is_refused(signed: Signed) -> None:
         check=False,
     )
     assert build.returncode == 0, build.stderr
-    runtime.run("push", other)
+    runtime.run("push", tag)
+
+
+def test_pull_of_an_unsigned_image_is_refused(signed: Signed) -> None:
+    runtime = signed.pushed.runtime
+    other = f"{runtime.image}:unsigned"
+    push_relabelled(runtime, other, "org.example.changed")
     result = signed.pull(other)
     print(f"[refused] unsigned: {result.stderr.strip()[-300:]}")
     assert result.returncode != 0
@@ -254,17 +259,7 @@ def test_pull_of_a_tag_moved_to_other_content_is_refused(signed: Signed) -> None
     """v3 was signed with v3.1.4; then v3 is pushed again with other content (a changed label)."""
     runtime = signed.pushed.runtime
     assert signed.pull(f"{runtime.image}:v3").returncode == 0, "v3 should pull before the move"
-    build = subprocess.run(
-        [DOCKER, "build", "--quiet", "--tag", f"{runtime.image}:v3", "-"],
-        input=f"FROM {runtime.image}:{VERSION}\nLABEL org.example.moved=yes\n",
-        env=runtime.env,
-        text=True,
-        capture_output=True,
-        timeout=300,
-        check=False,
-    )
-    assert build.returncode == 0, build.stderr
-    runtime.run("push", f"{runtime.image}:v3")
+    push_relabelled(runtime, f"{runtime.image}:v3", "org.example.moved")
     assert signed.pushed.digest("v3") != signed.pushed.digest(VERSION)
     result = signed.pull(f"{runtime.image}:v3")
     print(f"[refused] moved tag: {result.stderr.strip()[-300:]}")
